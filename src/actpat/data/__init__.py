@@ -1,0 +1,1 @@
+"""Domain sample tables: sources, prompt templates and the table contract."""

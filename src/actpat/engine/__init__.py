@@ -1,0 +1,1 @@
+"""Per-sample gradient activation scoring and its reductions."""

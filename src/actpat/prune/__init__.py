@@ -1,0 +1,1 @@
+"""Unstructured pruning (magnitude, Wanda, SparseGPT) with per-layer sparsity allocations."""
