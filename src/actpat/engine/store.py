@@ -1,0 +1,177 @@
+"""Chunked Zarr v3 score stores (see docs/contracts.md).
+
+A store holds one float32 array per scored weight matrix, named by its Hugging
+Face parameter name, plus group attributes describing how it was made.  Final
+stores hold means; shard stores hold sums and merge exactly.  Every chunk carries
+a crc32c checksum so a corrupted chunk fails loudly instead of reading as numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+CHUNK_BYTES = 2 << 20  # about 2 MB per chunk: small enough to stream, large enough to compress well
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def _chunks(shape: tuple[int, ...], itemsize: int = 4) -> tuple[int, ...]:
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * itemsize if len(shape) > 1 else itemsize
+    rows = max(1, min(shape[0], CHUNK_BYTES // max(row_bytes, 1)))
+    return (rows, *shape[1:])
+
+
+def _to_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def write_store(path: str | Path, arrays: Mapping[str, object], attrs: dict) -> Path:
+    """Write ``arrays`` (name -> 2-D array) and ``attrs`` to a new store at ``path``.
+
+    The store is assembled under a temporary sibling name and renamed when complete:
+    an interrupted write never leaves a store that looks finished.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
+        for name, value in arrays.items():
+            data = _to_numpy(value)
+            arr = root.create_array(
+                name, shape=data.shape, chunks=_chunks(data.shape), dtype="float32",
+                compressors=[ZstdCodec(level=3), Crc32cCodec()], fill_value=np.nan,
+            )
+            arr[...] = data
+        root.attrs.update(_jsonable(attrs))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating,)):
+        return float(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+class ScoreStore:
+    """Read access to a store; errors name the store and the array."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "zarr.json").is_file():
+            raise StoreError(f"{self.path} is not a complete score store (no zarr.json); rerun the scoring job")
+        self.group = zarr.open_group(store=str(self.path), mode="r", zarr_format=3)
+        self.attrs = dict(self.group.attrs)
+
+    @property
+    def names(self) -> list[str]:
+        weights = self.attrs.get("weights")
+        if weights:
+            return [w["name"] for w in weights]
+        return sorted(self.group.array_keys())
+
+    def layer_of(self) -> dict[str, int]:
+        return {w["name"]: int(w["layer"]) for w in self.attrs.get("weights", [])}
+
+    def read(self, name: str) -> np.ndarray:
+        try:
+            return self.group[name][...]
+        except KeyError as e:
+            raise StoreError(f"{self.path}: no array {name!r}") from e
+        except Exception as e:  # codec/checksum failures surface here
+            raise StoreError(f"{self.path}: array {name!r} cannot be read ({type(e).__name__}: {e}); "
+                             "the store is corrupted: delete it and rerun the job that wrote it") from e
+
+    def items(self) -> Iterator[tuple[str, np.ndarray]]:
+        for name in self.names:
+            yield name, self.read(name)
+
+
+def layer_counts(path: str | Path, thresholds: Iterable[float]) -> dict[float, np.ndarray]:
+    """Per decoder layer, the number of weights whose stored value exceeds each threshold.
+
+    For a final store (means) this is the paper's N_i (Finding 1, Validation 1).
+    """
+    store = ScoreStore(path)
+    thresholds = list(thresholds)
+    L = int(store.attrs["layers"])
+    layer = store.layer_of()
+    out = {t: np.zeros(L, dtype=np.int64) for t in thresholds}
+    for name, values in store.items():
+        for t in thresholds:
+            out[t][layer[name]] += int(np.count_nonzero(values > t))
+    return out
+
+
+def layer_sizes(path: str | Path) -> np.ndarray:
+    store = ScoreStore(path)
+    sizes = np.zeros(int(store.attrs["layers"]), dtype=np.int64)
+    for w in store.attrs["weights"]:
+        sizes[int(w["layer"])] += int(np.prod(w["shape"]))
+    return sizes
+
+
+def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict | None = None) -> Path:
+    """Merge shard stores (sums) into a final store (means), adding in the given order.
+
+    Sums are added in float64 and divided once, so the result does not depend on
+    how samples were split into shards beyond float rounding of the shard sums.
+    """
+    if not paths:
+        raise StoreError("no shard stores to merge")
+    stores = [ScoreStore(p) for p in paths]
+    first = stores[0].attrs
+    for s in stores[1:]:
+        for key in ("model", "domain", "target", "layers"):
+            if s.attrs.get(key) != first.get(key):
+                raise StoreError(f"cannot merge {s.path} into {stores[0].path}: {key} differs "
+                                 f"({s.attrs.get(key)!r} vs {first.get(key)!r})")
+        if [w["name"] for w in s.attrs["weights"]] != [w["name"] for w in first["weights"]]:
+            raise StoreError(f"cannot merge {s.path}: it scores different weights than {stores[0].path}")
+    n = sum(int(s.attrs["n_samples"]) for s in stores)
+    if n == 0:
+        raise StoreError(f"all samples of {[str(p) for p in paths]} were excluded; nothing to average")
+    means = {}
+    for name in stores[0].names:
+        total = np.zeros(stores[0].group[name].shape, dtype=np.float64)
+        for s in stores:
+            total += s.read(name)
+        means[name] = (total / n).astype(np.float32)
+    attrs = {k: v for k, v in first.items() if k not in ("kind", "shard")}
+    attrs.update({
+        "kind": "mean",
+        "n_samples": n,
+        "n_excluded": sum(int(s.attrs.get("n_excluded", 0)) for s in stores),
+        "excluded_ids": [i for s in stores for i in s.attrs.get("excluded_ids", [])],
+        "n_truncated": sum(int(s.attrs.get("n_truncated", 0)) for s in stores),
+        "shards": len(stores),
+    })
+    attrs.update(extra_attrs or {})
+    return write_store(out, means, attrs)
