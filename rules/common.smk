@@ -166,9 +166,20 @@ def eval_inputs(wildcards):
     out = {"model": model_input(wildcards)}
     if not ev["perplexity"]["hub"]:
         out["heldout"] = f"results/data/{ev['perplexity']['domain']}.heldout.txt"
-    for d in ev["zeroshot"]["domains"]:
+    for d in zeroshot_domains(wildcards):
         out[f"zeroshot_{d}"] = f"results/data/{d}.parquet"
     return out
+
+
+def zeroshot_domains(wildcards):
+    """Zero-shot tasks of a job: all for the dense model; for a pruned run only when its
+    sparsity is in evaluation.zeroshot.sparsities (null = every run)."""
+    zs = config["evaluation"]["zeroshot"]
+    run = PRUNE_RUNS.get(getattr(wildcards, "run", None))
+    if run is None or zs["sparsities"] is None:
+        return zs["domains"]
+    hit = any(abs(run.sparsity - s) < 1e-9 for s in zs["sparsities"])
+    return zs["domains"] if hit else []
 
 
 def prune_inputs(wildcards):
@@ -223,7 +234,7 @@ def prune_gamma(wildcards):
 def prune_runtime(wildcards):
     zs = config["evaluation"]["zeroshot"]
     n = (
-        zs["questions"] * len(zs["domains"])
+        zs["questions"] * len(zeroshot_domains(wildcards))
         + (config["evaluation"]["perplexity"]["max_windows"] or 64) * 4
         + config["prune"]["calibration"]["sequences"] * 4
     )

@@ -38,7 +38,7 @@ rule prune_evaluate:
         prune=prune_run_params,
         gamma=prune_gamma,
         evaluation=eval_params(),
-        zeroshot_domains=config["evaluation"]["zeroshot"]["domains"],
+        zeroshot_domains=zeroshot_domains,
     script:
         "../scripts/prune_evaluate.py"
 
@@ -65,7 +65,7 @@ rule evaluate_dense:
         prune=None,
         gamma=None,
         evaluation=eval_params(),
-        zeroshot_domains=config["evaluation"]["zeroshot"]["domains"],
+        zeroshot_domains=zeroshot_domains,
     script:
         "../scripts/prune_evaluate.py"
 
