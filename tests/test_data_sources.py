@@ -291,3 +291,13 @@ def test_source_inputs_map():
     assert S.source_inputs({"source": "gensim_lee"}) == ["resources/assets/gensim-testdata"]
     assert S.source_inputs({"source": "hub", "path": "boolq"}) == []
     assert S.source_inputs({"source": "local", "path": "data/x.jsonl"}) == ["data/x.jsonl"]
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ({"source": "local", "format": "mmlu", "path": str(HUB / "mmlu.jsonl"), "shots": 3}, "shots applies to format gsm8k"),
+    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "categories": ["news"]}, "source brown only"),
+    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "data_files": "x"}, "source hub only"),
+])
+def test_keys_of_other_sources_are_rejected(spec, msg):
+    with pytest.raises(DataError, match=msg):
+        S.read_source(spec)

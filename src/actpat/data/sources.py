@@ -654,6 +654,13 @@ def read_source(spec: dict, assets_root: str | Path = "resources/assets") -> Sou
         raise DataError(f"unknown source {src!r}; known: {', '.join(READERS)}")
     if src in TEXT_SOURCES and spec["format"] != "text":
         raise DataError(f"source {src!r} holds raw text; set format: text")
+    # Keys that only one source or format reads: set elsewhere they would be ignored silently.
+    if spec.get("shots") and spec["format"] != "gsm8k":
+        raise DataError(f"shots applies to format gsm8k only (this domain has format {spec['format']!r})")
+    if spec.get("categories") and src != "brown":
+        raise DataError(f"categories applies to source brown only (this domain has source {src!r})")
+    if spec.get("data_files") and src != "hub":
+        raise DataError(f"data_files applies to source hub only (this domain has source {src!r})")
     data = READERS[src](spec, assets_root)
     keys: dict[str, str] = {}
     for r in data.records:
