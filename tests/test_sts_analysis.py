@@ -307,6 +307,22 @@ def test_write_outputs(tmp_path):
     assert not list((tmp_path / "sub").glob(".*tmp"))  # no temporary files left behind
 
 
+def test_shared_text_caveat():
+    assert sts.shared_text_note(["a", "b"], ["c", "d"]) is None
+    note = sts.shared_text_note(["a", "a", "b"], ["b", "c", "c"])
+    assert note.startswith("The 3 pairs are built from 3 distinct texts")
+
+
+def test_caveat_reaches_markdown_and_section(tmp_path):
+    pairs, llm, hidden = make_inputs(n=10, L=4)
+    res = sts.evaluate(pairs, llm, hidden, None, n_boot=20, seed=1)
+    out = {k: tmp_path / f"o.{k}" for k in ("table", "md", "svg", "png", "section")}
+    sts.write_outputs(res, model="m", pairset="p", n_boot=20, seed=1, table=out["table"], md=out["md"],
+                      svg=out["svg"], png=out["png"], section_json=out["section"], caveat="CAVEAT-XYZ")
+    assert "CAVEAT-XYZ" in out["md"].read_text()
+    assert json.loads(out["section"].read_text())["text"].endswith("CAVEAT-XYZ")
+
+
 # ------------------------------------------------------------------ MiniLM baseline
 
 

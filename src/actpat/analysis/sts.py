@@ -341,7 +341,17 @@ def paper_rows() -> list[list[str]]:
             for r in PAPER_TABLE3]
 
 
-def summary_text(res: pl.DataFrame, n_boot: int, seed: int) -> str:
+def shared_text_note(text_a: list[str], text_b: list[str]) -> str | None:
+    """A caveat when pairs reuse texts: such pairs are dependent, so a bootstrap over pairs
+    (which treats them as independent) gives too narrow an interval."""
+    n, k = len(text_a), len(set(text_a) | set(text_b))
+    if k >= 2 * n:
+        return None
+    return (f"The {n} pairs are built from {k} distinct texts; pairs that share a text are not independent, "
+            f"so the pair bootstrap intervals and the p-values are optimistic.")
+
+
+def summary_text(res: pl.DataFrame, n_boot: int, seed: int, caveat: str | None = None) -> str:
     w = res.filter(pl.col("kind") == "window").row(0, named=True)
     lay = res.filter(pl.col("kind") == "layer").drop_nans("spearman")
     n_layers = res.filter(pl.col("kind") == "layer").height
@@ -360,10 +370,12 @@ def summary_text(res: pl.DataFrame, n_boot: int, seed: int) -> str:
         parts.append(f"The best single layer is {best['first']} (rho {_fmt(best['spearman'])}); picking it, or any "
                      f"window, after seeing these numbers is a post-hoc choice.")
     parts.append(f"Intervals: percentile bootstrap over pairs, {n_boot} resamples, seed {seed}, paired across rows.")
+    if caveat:
+        parts.append(caveat)
     return " ".join(parts)
 
 
-def markdown(res: pl.DataFrame, *, model: str, pairset: str, n_boot: int, seed: int) -> str:
+def markdown(res: pl.DataFrame, *, model: str, pairset: str, n_boot: int, seed: int, caveat: str | None = None) -> str:
     main = res.filter(pl.col("kind").is_in(["window", "baseline"]))
     post = res.filter(pl.col("kind") == "posthoc_window")
     lay = res.filter(pl.col("kind") == "layer")
@@ -372,7 +384,7 @@ def markdown(res: pl.DataFrame, *, model: str, pairset: str, n_boot: int, seed: 
     rule = ("from config sts.window" if w["first"] != paper_sts_window(L)[0] or w["last"] != paper_sts_window(L)[1]
             else "the paper's 20..L-3, start scaled to depth")
     md = [f"# Validation 3: activation similarity vs human similarity ({model}, {pairset})", "",
-          summary_text(res, n_boot, seed), "",
+          summary_text(res, n_boot, seed, caveat), "",
           f"## Main result (window {w['first']}..{w['last']}, {rule})", "",
           _md_table(DISPLAY_COLUMNS, table_rows(main) + paper_rows()), "",
           "Rows marked **paper** are the published Table 3 (Spearman rho over 256 pairs of STS-B and SICK, "
@@ -459,12 +471,13 @@ def _atomic_parquet(df: pl.DataFrame, path: str | Path) -> None:
         raise
 
 
-def section(res: pl.DataFrame, spec: dict, *, model: str, pairset: str, n_boot: int, seed: int) -> dict:
+def section(res: pl.DataFrame, spec: dict, *, model: str, pairset: str, n_boot: int, seed: int,
+            caveat: str | None = None) -> dict:
     """The report section (title, text, charts, tables) for the standalone HTML report."""
     main = res.filter(pl.col("kind").is_in(["window", "baseline"]))
     return {
         "title": f"Validation 3: sentence similarity ({model}, {pairset})",
-        "text": summary_text(res, n_boot, seed),
+        "text": summary_text(res, n_boot, seed, caveat),
         "charts": [spec],
         "tables": [
             {"title": "Spearman rho against human scores (paper rows: other models and data)",
@@ -478,18 +491,22 @@ def section(res: pl.DataFrame, spec: dict, *, model: str, pairset: str, n_boot: 
 
 
 def write_outputs(res: pl.DataFrame, *, model: str, pairset: str, n_boot: int, seed: int, table: str | Path,
-                  md: str | Path, svg: str | Path, png: str | Path, section_json: str | Path) -> None:
-    """Write the results table, its Markdown, the figure (SVG + PNG) and the report section."""
+                  md: str | Path, svg: str | Path, png: str | Path, section_json: str | Path,
+                  caveat: str | None = None) -> None:
+    """Write the results table, its Markdown, the figure (SVG + PNG) and the report section.
+
+    ``caveat`` (e.g. ``shared_text_note``) is appended to the summary text.
+    """
     import vl_convert as vlc
 
     spec = chart(res, model=model, pairset=pairset).to_dict()
     svg_text = vlc.vegalite_to_svg(spec)
     png_bytes = vlc.vegalite_to_png(spec, scale=2)
     _atomic_parquet(res, table)
-    _atomic_write(md, markdown(res, model=model, pairset=pairset, n_boot=n_boot, seed=seed))
+    _atomic_write(md, markdown(res, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat))
     _atomic_write(svg, svg_text)
     _atomic_write(png, png_bytes)
-    sec = section(res, spec, model=model, pairset=pairset, n_boot=n_boot, seed=seed)
+    sec = section(res, spec, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat)
     _atomic_write(section_json, json.dumps(sec, indent=1, allow_nan=False, default=str))
 
 
@@ -499,17 +516,19 @@ def run(*, pairs_path, llmdcos_path, hidden_path, minilm_dir, window, n_boot: in
     pairs = pl.read_parquet(pairs_path)
     llm = pl.read_parquet(llmdcos_path)
     hidden = pl.read_parquet(hidden_path) if hidden_path else None
-    emb = None
-    if minilm_dir:
-        p = check_pairs(pairs, str(pairs_path))
-        emb = embedding_cosine(p["text_a"].to_list(), p["text_b"].to_list(), minilm_dir)
+    p = check_pairs(pairs, str(pairs_path))
+    caveat = shared_text_note(p["text_a"].to_list(), p["text_b"].to_list())
+    if caveat:
+        log.warning(caveat)
+    emb = embedding_cosine(p["text_a"].to_list(), p["text_b"].to_list(), minilm_dir) if minilm_dir else None
     try:
         res = evaluate(pairs, llm, hidden, emb, window=window, n_boot=n_boot, seed=seed, model=model,
                        pairset=pairset)
     except ValueError as e:
         raise ValueError(f"{e} (inputs: {pairs_path}, {llmdcos_path}, {hidden_path})") from None
     write_outputs(res, model=model, pairset=pairset, n_boot=n_boot, seed=seed, table=outputs["table"],
-                  md=outputs["md"], svg=outputs["svg"], png=outputs["png"], section_json=outputs["section"])
+                  md=outputs["md"], svg=outputs["svg"], png=outputs["png"], section_json=outputs["section"],
+                  caveat=caveat)
     w = res.row(0, named=True)
     log.info("window %d..%d: rho %.4f [%.4f, %.4f], p %.3g, n %d", w["first"], w["last"], w["spearman"],
              w["ci_low"], w["ci_high"], w["spearman_p"], w["n"])
