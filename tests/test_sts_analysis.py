@@ -256,8 +256,12 @@ def test_unscored_pairs_are_excluded_and_logged(caplog):
     llm = llm.filter(pl.col("id") != "pair005")
     with caplog.at_level(logging.WARNING, logger="actpat.analysis.sts"):
         res = sts.evaluate(pairs, llm, hidden, None, n_boot=50, seed=1)
-    assert res.filter(pl.col("kind") == "window")["n"][0] == 11
+    assert set(res["n"]) == {11} and set(res["n_excluded"]) == {0}  # baselines use the same 11 pairs
     assert "1 of 12 pairs have no LLMDcos" in caplog.text and "pair005" in caplog.text
+    keep = pairs["id"] != "pair005"
+    hid = res.filter(pl.col("measure") == "hidden_cos").row(0, named=True)
+    assert hid["spearman"] == pytest.approx(
+        stats.spearmanr(hidden.filter(keep)["hidden_cos"], pairs.filter(keep)["score"]).statistic, abs=1e-12)
 
 
 @pytest.mark.parametrize("mutate, message", [

@@ -264,9 +264,19 @@ def evaluate(pairs: pl.DataFrame, llm: pl.DataFrame, hidden: pl.DataFrame | None
     ids = pairs["id"].cast(pl.String).to_list()
     y = pairs["score"].to_numpy()
     mat, missing = llmdcos_matrix(llm.with_columns(pl.col("id").cast(pl.String)), ids)
+    emb_all = None if embedding_cos is None else np.asarray(embedding_cos, np.float64)
+    if emb_all is not None and emb_all.shape != (len(ids),):
+        raise ValueError(f"embedding_cos has shape {emb_all.shape}, expected ({len(ids)},)")
+    hid_all = None if hidden is None else hidden_vector(hidden.with_columns(pl.col("id").cast(pl.String)), ids)
     if missing:
-        log.warning("%d of %d pairs have no LLMDcos (not scored); they are excluded: %s",
+        # Unscored pairs leave every row (baselines too), so all rows compare the same pairs.
+        log.warning("%d of %d pairs have no LLMDcos (not scored); they are excluded from every row: %s",
                     len(missing), len(ids), missing[:10])
+        gone = set(missing)
+        keep = np.array([i not in gone for i in ids])
+        ids, y, mat = [i for i, k in zip(ids, keep) if k], y[keep], mat[keep]
+        emb_all = None if emb_all is None else emb_all[keep]
+        hid_all = None if hid_all is None else hid_all[keep]
     L = mat.shape[1]
     lo, hi = resolve_window(window, L, paper_sts_window)
     log.info("%d pairs, %d layers, window %d..%d (%s), %d bootstrap resamples, seed %d", len(ids), L, lo, hi,
@@ -277,20 +287,14 @@ def evaluate(pairs: pl.DataFrame, llm: pl.DataFrame, hidden: pl.DataFrame | None
     def add(kind, measure, label, first, last, x):
         c = correlate(x, y)
         ci_lo, ci_hi, nb = bootstrap_spearman(x, y, n_boot, seed)
-        if c["n_excluded"]:
-            log.warning("%s: %d pair(s) excluded (value undefined, NaN)", label, c["n_excluded"])
         rows.append({"model": model, "pairset": pairset, "kind": kind, "measure": measure, "label": label,
                      "first": first, "last": last, **c, "ci_low": ci_lo, "ci_high": ci_hi, "n_boot": nb})
 
     add("window", "llmdcos_sum", f"LLMDcos summed over layers {lo}..{hi}", lo, hi, window_sum(mat, (lo, hi)))
-    if hidden is not None:
-        add("baseline", "hidden_cos", "cosine of mean-pooled last hidden states", None, None,
-            hidden_vector(hidden.with_columns(pl.col("id").cast(pl.String)), ids))
-    if embedding_cos is not None:
-        emb = np.asarray(embedding_cos, np.float64)
-        if emb.shape != (len(ids),):
-            raise ValueError(f"embedding_cos has shape {emb.shape}, expected ({len(ids)},)")
-        add("baseline", "embedding_cos", "cosine of MiniLM sentence embeddings", None, None, emb)
+    if hid_all is not None:
+        add("baseline", "hidden_cos", "cosine of mean-pooled last hidden states", None, None, hid_all)
+    if emb_all is not None:
+        add("baseline", "embedding_cos", "cosine of MiniLM sentence embeddings", None, None, emb_all)
     for code, plo, phi in posthoc_windows(L):
         if (plo, phi) != (lo, hi):
             add("posthoc_window", "llmdcos_sum", f"LLMDcos summed over layers {plo}..{phi} (code's {code})",
@@ -299,6 +303,9 @@ def evaluate(pairs: pl.DataFrame, llm: pl.DataFrame, hidden: pl.DataFrame | None
         add("layer", "llmdcos", f"LLMDcos of layer {layer}", layer, layer, mat[:, layer])
     res = pl.DataFrame(rows, schema=RESULT_COLUMNS)
     # One warning per distinct reason (a constant human score would otherwise repeat per row).
+    for (k,), grp in res.filter(pl.col("n_excluded") > 0).group_by("n_excluded", maintain_order=True):
+        log.warning("%d pair(s) excluded (value undefined, NaN) from %d row(s): %s", k, grp.height,
+                    ", ".join(grp["label"].head(5).to_list()) + (" ..." if grp.height > 5 else ""))
     for (note,), grp in res.filter(pl.col("note").is_not_null()).group_by("note", maintain_order=True):
         log.warning("no correlation for %d of %d rows (%s ...): %s", grp.height, res.height,
                     ", ".join(grp["label"].head(3).to_list()), note)
