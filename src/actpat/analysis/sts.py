@@ -9,6 +9,8 @@ baselines on the same pairs: the cosine of mean-pooled last hidden states and th
 MiniLM sentence embeddings.
 
 Rules for imperfect input (each counted in the table and the log, never silent):
+  * a pair the engine did not score (absent from the llmdcos table) leaves every row, baselines
+    included, so all rows compare the same pairs;
   * a pair whose measure is undefined (NaN: a zero activation vector in a layer of the
     window, a missing hidden-state cosine) is left out of that row only (``n_excluded``);
   * fewer than 3 usable pairs or a constant column gives NaN statistics and a ``note``.
