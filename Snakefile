@@ -32,6 +32,7 @@ wildcard_constraints:
 
 include: "rules/assets.smk"
 include: "rules/data.smk"
+include: "rules/score.smk"
 include: "rules/sts.smk"
 
 

@@ -169,3 +169,60 @@ def pairset_seed(pairset):
     """The sampling seed, only when the pair set is a seeded sample."""
     spec = config["sts"]["pairsets"][pairset]
     return config["data"]["seed"] if spec["selection"] == "seeded" else None
+
+
+# ---- scoring
+
+
+def score_options(model):
+    """ScoreOptions for a model's scoring jobs (a params trigger)."""
+    sc = config["scoring"]
+    return {
+        "target": sc["target"],
+        "max_tokens": sc["max_tokens"],
+        "include": sc["include"],
+        "exclude": sc["exclude"],
+        "thresholds": list(model_spec(model)["thresholds"]),
+    }
+
+
+def n_shards(samples, shard_size):
+    return -(-samples // shard_size)
+
+
+def shard_rows(shard):
+    """Table rows [start, stop) of a domain scoring shard."""
+    sc = config["scoring"]
+    start = shard * sc["shard_size"]
+    return [start, min(start + sc["shard_size"], sc["samples"])]
+
+
+def domain_shard_files(wildcards, ext):
+    k = n_shards(config["scoring"]["samples"], config["scoring"]["shard_size"])
+    return [
+        f"results/scores/{wildcards.model}/shards/{wildcards.domain}/{i}.{ext}"
+        for i in range(k)
+    ]
+
+
+def panel_rows(shard):
+    """Rows of every domain table scored by one panel shard."""
+    sim = config["similarity"]
+    size = config["scoring"]["shard_size"]
+    size -= size % sim["per_batch"]  # whole mixed batches per shard
+    size = max(size, sim["per_batch"])
+    start = shard * size
+    return [start, min(start + size, sim["samples"])]
+
+
+def panel_shard_files(wildcards, ext):
+    sim = config["similarity"]
+    size = max(
+        config["scoring"]["shard_size"]
+        - config["scoring"]["shard_size"] % sim["per_batch"],
+        sim["per_batch"],
+    )
+    return [
+        f"results/similarity/{wildcards.model}/panel/{i}.{ext}"
+        for i in range(n_shards(sim["samples"], size))
+    ]

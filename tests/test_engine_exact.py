@@ -38,7 +38,8 @@ def test_engine_equals_batch1_float64(factory, target):
     sc = ActivationScorer(model, tok, ScoreOptions(target=target, thresholds=thr))
     res = sc.run(TEXTS, IDS, batch_size=3, progress=False)  # batches of unequal lengths: padding is exercised
     ref = _reference(model, tok, sc.weights, TEXTS, target)
-    assert res.sample_ids == IDS and not res.excluded
+    assert sorted(res.sample_ids) == IDS and not res.excluded  # scored in length order
+    at = {sid: j for j, sid in enumerate(res.sample_ids)}
     # mean activation per weight
     for w in sc.weights:
         mean_ref = torch.stack([r[w.name] for r in ref]).mean(0)
@@ -46,12 +47,13 @@ def test_engine_equals_batch1_float64(factory, target):
         assert _rel(got, mean_ref) < 1e-10, w.name
     # per-sample statistics
     for i, r in enumerate(ref):
+        j0 = at[IDS[i]]
         for k, w in enumerate(sc.weights):
             a = r[w.name]
-            assert _rel(res.s1[i][k], a.sum()) < 1e-10
-            assert _rel(res.s2[i][k], (a * a).sum()) < 1e-10
+            assert _rel(res.s1[j0][k], a.sum()) < 1e-10
+            assert _rel(res.s2[j0][k], (a * a).sum()) < 1e-10
             for j, t in enumerate(thr):
-                assert res.counts[i][k, j] == int((a > t).sum())
+                assert res.counts[j0][k, j] == int((a > t).sum())
     # pairwise LLMDcos for every pair within a batch
     vecs = [layer_vectors(r, sc.weights, sc.n_layers) for r in ref]
     pos = {s: i for i, s in enumerate(IDS)}

@@ -184,7 +184,7 @@ class ActivationScorer:
         """Score samples ``texts`` (ids ``ids``, group labels ``groups``) in ``batches``.
 
         ``batches`` are lists of indices into ``texts``; pairs sharing a batch get exact
-        LLMDcos.  Default: consecutive batches of ``batch_size``.
+        LLMDcos.  Default: batches of ``batch_size`` samples of similar token length.
         """
         n = len(texts)
         if len(ids) != n or (groups is not None and len(groups) != n):
@@ -193,17 +193,19 @@ class ActivationScorer:
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise ValueError(f"duplicate sample ids {dup}: ids must be unique")
         groups = list(groups) if groups is not None else ["all"] * n
-        if batches is None:
-            batches = [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
         res = ScoreResult(self.weights, self.n_layers, tuple(self.opts.thresholds))
         if self.opts.sums:
             res.sums = {g: {} for g in dict.fromkeys(groups)}
             res.n_samples = {g: 0 for g in dict.fromkeys(groups)}
         enc = {}
-        for i in sorted({i for b in batches for i in b}):
+        for i in (range(n) if batches is None else sorted({i for b in batches for i in b})):
             enc[i], trunc = self.encode(texts[i], ids[i])
             if trunc:
                 res.truncated.append(ids[i])
+        if batches is None:
+            # similar lengths share a batch: less padding, which costs as much as real tokens
+            order = sorted(range(n), key=lambda i: (len(enc[i]), i))
+            batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
         if res.truncated:
             log.info("%d of %d samples longer than %d tokens were truncated", len(res.truncated), len(enc),
                      self.opts.max_tokens)

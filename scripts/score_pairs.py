@@ -1,0 +1,21 @@
+"""Score the texts of a sentence-pair set: per-pair, per-layer LLMDcos and hidden-state cosine."""
+
+import torch
+
+from actpat.engine.jobs import score_pairs
+from actpat.engine.scorer import ScoreOptions
+from actpat.workflow import rule_logging
+
+with rule_logging(snakemake) as log:
+    torch.set_num_threads(snakemake.threads)
+    p = snakemake.params
+    score_pairs(
+        model_name=snakemake.wildcards.model,
+        source=p.source,
+        load_kw=p.load,
+        pairs_table=snakemake.input.pairs,
+        opts=ScoreOptions(**{**p.options, "thresholds": tuple(p.options["thresholds"])}),
+        block_size=p.block_size,
+        out_llmdcos=snakemake.output.llmdcos,
+        out_hidden=snakemake.output.hidden,
+    )
