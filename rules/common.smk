@@ -182,6 +182,7 @@ def score_options(model):
         "max_tokens": sc["max_tokens"],
         "include": sc["include"],
         "exclude": sc["exclude"],
+        "kernel": sc["kernel"],
         "thresholds": list(model_spec(model)["thresholds"]),
     }
 

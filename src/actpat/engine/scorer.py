@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..modelio import ModelError, ScoredWeight, find_blocks, scored_weights
+from . import fused
 from . import targets as tgt
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class ScoreOptions:
     hidden: bool = False  # mean-pooled last hidden state per sample
     include: str | None = None
     exclude: str | None = None
+    kernel: str = "auto"  # auto: fused Triton kernel where it applies (CUDA, half precision); fused; unfused
 
 
 @dataclass
@@ -173,9 +175,41 @@ class ActivationScorer:
         b = torch.arange(h.shape[0], device=h.device)
         return (h[b, st.positions.to(h.device)].unsqueeze(1), *args[1:])
 
+    def _use_fused(self, sw: ScoredWeight, x: torch.Tensor, st: _BatchState) -> bool:
+        if self.opts.kernel == "unfused" or sw.transposed or x.dtype not in (torch.bfloat16, torch.float16):
+            return False
+        if len(st.pending) > 1:  # per-group sums of a mixed batch: the kernel sums over the whole batch
+            return False
+        ok = fused.available(x)
+        if self.opts.kernel == "fused" and not ok:
+            raise RuntimeError("kernel: fused needs Triton and a CUDA device; use kernel: auto or unfused")
+        return ok
+
+    def _reduce_fused(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
+        st = self._state
+        sw = self.weights[k]
+        want_gram = self.opts.gram
+        total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, tuple(self.opts.thresholds), want_gram)
+        st.s1[k] = s1
+        st.s2[k] = s2.to(torch.float64)
+        if want_gram:
+            flat = a16.view(a16.shape[0], -1)
+            try:
+                gm = torch.mm(flat, flat.T, out_dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):
+                gm = flat.float() @ flat.float().T
+            gm = gm.to(torch.float64)
+            st.gram[sw.layer] = st.gram[sw.layer] + gm if sw.layer in st.gram else gm
+        if self.opts.thresholds:
+            st.cnt[k] = cnt
+        for rows in st.pending.values():
+            rows[k] = total.to(self.sum_dtype)
+
     def _reduce(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
         st = self._state
         sw = self.weights[k]
+        if self._use_fused(sw, x, st):
+            return self._reduce_fused(k, x, d)
         W = sw.weight
         if x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and _HALF_BMM_FP32_OUT[0]:
             # half-precision operands, float32 accumulation and output (no rounding of G to bf16)
