@@ -78,7 +78,7 @@ if HAVE_TRITON:
 
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
-                 want_a: bool, block: tuple[int, int, int] = (128, 128, 32), num_warps: int = 8,
+                 want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
                  num_stages: int = 3):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
