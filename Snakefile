@@ -32,6 +32,8 @@ wildcard_constraints:
 
 include: "rules/assets.smk"
 include: "rules/data.smk"
+include: "rules/analysis.smk"
+include: "rules/report.smk"
 
 
 rule all:
