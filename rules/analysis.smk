@@ -51,7 +51,7 @@ rule embed_domains:
         "logs/embed_domains/embed_domains.log",
     conda:
         "../envs/actpat.yaml"
-    threads: 1
+    threads: 4
     resources:
         mem_mb=2048,
         runtime=20,

@@ -287,9 +287,9 @@ def finding3(relevance: pl.DataFrame, alpha: float = 0.05) -> list[dict]:
     rd, rs = corr["deep"]["rho"], corr["shallow"]["rho"]
     pdp = corr["deep"]["p"]
     if rd is None or rs is None:
-        ok, reason = None, ("embedding similarity disabled (relevance.embedding_asset: null) or fewer than 3 "
-                            "domain pairs" if relevance["embedding_cos"].null_count() == relevance.height
-                            else "fewer than 3 off-diagonal domain pairs with both values")
+        ok, reason = None, ("embedding similarity disabled (relevance.embedding_asset: null)"
+                            if relevance["embedding_cos"].null_count() == relevance.height
+                            else "fewer than 3 off-diagonal domain pairs with both values, or constant values")
     else:
         ok, reason = bool(rd > 0 and pdp < alpha and rd > rs), None
     f3 = {

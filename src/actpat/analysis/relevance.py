@@ -64,7 +64,11 @@ def mean_embeddings(texts: Mapping[str, Sequence[str]], model_dir: str | Path, b
         names.append((domain, len(tx)))
         flat += tx
     log.info("embedding %d texts of %d domains with %s", len(flat), len(names), model_dir)
-    emb = embed_texts(flat, model_dir, batch_size=batch_size).astype(np.float64)
+    # Batches of similar length waste little compute on padding; the order is restored after.
+    order = np.argsort([len(t) for t in flat], kind="stable")
+    sorted_emb = embed_texts([flat[i] for i in order], model_dir, batch_size=batch_size).astype(np.float64)
+    emb = np.empty_like(sorted_emb)
+    emb[order] = sorted_emb
     rows, start = [], 0
     for domain, n in names:
         part = emb[start:start + n]
