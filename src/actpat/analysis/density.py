@@ -84,18 +84,21 @@ def gini(values: np.ndarray) -> float:
 class TopK:
     """Exact model-wide k-th largest value, fed array by array, remembering each value's layer.
 
-    Invariant: the buffer holds every value seen so far that is >= the current k-th
-    largest (ties included).  A new array can only contribute values >= its own k-th
-    largest (the global k-th largest of a superset is never smaller), so each array is
-    pre-filtered cheaply and the buffer never exceeds k plus ties.
+    Only candidates are kept: a value below the k-th largest of its own array, or below
+    the k-th largest of the candidates kept so far (``floor``), can never reach the
+    final top k, because k values at least as large are already known.  Candidates are
+    compacted once they exceed 2k, so the work per array is linear in its size and the
+    buffer stays under 2k values plus ties.  Ties at the final cut are all kept.
     """
 
     def __init__(self, k: int):
         if k < 1:
             raise ValueError(f"top-k needs k >= 1 (got {k})")
         self.k = int(k)
-        self.values = np.empty(0, np.float32)
-        self.layers = np.empty(0, np.int32)
+        self.floor = -np.inf
+        self._vals: list[np.ndarray] = []
+        self._lays: list[np.ndarray] = []
+        self._size = 0
         self.seen = 0
 
     def _kth_largest(self, v: np.ndarray) -> float:
@@ -104,28 +107,40 @@ class TopK:
     def add(self, values: np.ndarray, layer: int) -> None:
         v = np.asarray(values, dtype=np.float32).ravel()
         self.seen += v.size
-        if self.values.size >= self.k:  # cheap pre-filter against the running cut
-            v = v[v >= self.values.min()]
+        if self.floor > -np.inf:
+            v = v[v >= self.floor]
         if v.size > self.k:
             v = v[v >= self._kth_largest(v)]
         if v.size == 0:
             return
-        vals = np.concatenate([self.values, v])
-        lays = np.concatenate([self.layers, np.full(v.size, layer, np.int32)])
-        if vals.size > self.k:
-            keep = vals >= self._kth_largest(vals)
+        self._vals.append(v)
+        self._lays.append(np.full(v.size, layer, np.int32))
+        self._size += v.size
+        if self._size > 2 * self.k:
+            self._compact()
+
+    def _compact(self) -> None:
+        vals = np.concatenate(self._vals) if len(self._vals) > 1 else self._vals[0]
+        lays = np.concatenate(self._lays) if len(self._lays) > 1 else self._lays[0]
+        if vals.size >= self.k:
+            self.floor = max(self.floor, self._kth_largest(vals))
+            keep = vals >= self.floor
             vals, lays = vals[keep], lays[keep]
-        self.values, self.layers = vals, lays
+        self._vals, self._lays, self._size = [vals], [lays], vals.size
 
     @property
     def cut(self) -> float:
-        if self.values.size == 0:
+        """The k-th largest value seen (the minimum when fewer than k values were seen)."""
+        if not self._vals:
             raise ValueError("no values were added")
-        return float(self.values.min())
+        self._compact()
+        return float(self._vals[0].min())
 
     def counts(self, n_layers: int) -> np.ndarray:
         """Per layer, how many values are >= the cut (ties included)."""
-        return np.bincount(self.layers, minlength=n_layers).astype(np.int64)
+        cut = self.cut
+        keep = self._vals[0] >= cut
+        return np.bincount(self._lays[0][keep], minlength=n_layers).astype(np.int64)
 
 
 def top_k_count(n_total: int, top_k_percent: float) -> int:

@@ -51,8 +51,8 @@ def verdict(ok: bool | None) -> str:
 
 
 def f1_windows(n_layers: int) -> dict[str, tuple[int, int]]:
-    if n_layers < 4:
-        raise ValueError(f"Finding 1 needs at least 4 layers (first, mid 2..L/2-1, deep half); got {n_layers}")
+    if n_layers < 6:
+        raise ValueError(f"Finding 1 needs at least 6 layers (first, mid 2..L/2-1, deep half); got {n_layers}")
     half = n_layers // 2
     return {"first": (0, 0), "mid": (2, half - 1), "deep_half": (half, n_layers - 1)}
 
