@@ -104,6 +104,13 @@ def test_bad_sections_are_rejected(tmp_path, bad, msg):
         load_sections(p)
 
 
+def test_non_finite_numbers_become_null(tmp_path):
+    spec = {"data": {"values": [{"a": float("nan")}, {"a": float("inf")}, {"a": 1.5}]}, "mark": "point"}
+    sec = make_section("n", "n", charts=[{"id": "c", "spec": spec}])
+    assert sec["charts"][0]["spec"]["data"]["values"] == [{"a": None}, {"a": None}, {"a": 1.5}]
+    write_sections([sec], tmp_path / "n.json")  # strict JSON: would raise on NaN
+
+
 def test_wrong_format_and_invalid_json(tmp_path):
     p = tmp_path / "s.json"
     p.write_text(json.dumps({"format": "other/2", "sections": []}))

@@ -50,7 +50,7 @@ def build_charts(density: pl.DataFrame, similarity: pl.DataFrame, relevance: pl.
         "density": charts.density_chart(density, text_domains),
         "similarity": charts.similarity_boxplot(sel),
         "similarity_profile": charts.similarity_profile_chart(similarity, windows["shallow"], windows["deep"]),
-        "relevance": charts.relevance_chart(relevance, correlations),
+        "relevance": charts.relevance_chart(relevance),
         "relevance_scatter": scatter if scatter is not None else _placeholder(
             "embedding similarity disabled (relevance.embedding_asset: null)"),
     }

@@ -163,7 +163,7 @@ def _heatmap(cells: pl.DataFrame, value: str, title: str, domain_order: Sequence
     return alt.layer(rect, text).properties(title=title, width=min(34 * n, 340), height=min(34 * n, 340))
 
 
-def relevance_chart(relevance: pl.DataFrame, correlations: Mapping | None = None) -> alt.HConcatChart:
+def relevance_chart(relevance: pl.DataFrame) -> alt.HConcatChart:
     """Finding 3 (Fig 6): deep- and shallow-window LLMDcos heat-maps and the embedding-similarity heat-map."""
     order = sorted(set(relevance["domain_a"].to_list()))
     vals = relevance["llmdcos"].drop_nulls()

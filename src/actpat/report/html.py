@@ -78,9 +78,18 @@ def make_section(id: str, title: str, *, text: str | Sequence[str] = (), charts:
 
 
 def _spec_dict(spec) -> dict:
-    if hasattr(spec, "to_dict"):
-        return spec.to_dict()
-    return dict(spec)
+    return _finite(spec.to_dict() if hasattr(spec, "to_dict") else dict(spec))
+
+
+def _finite(x):
+    """NaN/inf -> null, so the spec is valid JSON (Vega treats null as missing)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def _paragraphs(text) -> list[str]:
@@ -280,7 +289,7 @@ def render_page(sections: Sequence[Mapping], title: str = "ActPat report", subti
             body.append(_table_html(t, f"{sid}-table-{t.get('id', i)}"))
         for i, c in enumerate(s.get("charts", [])):
             cid = f"{sid}-chart-{c.get('id', i)}"
-            specs[cid] = c["spec"]
+            specs[cid] = _finite(c["spec"])
             body.append(f'<figure>{"<h3>" + html.escape(str(c["title"])) + "</h3>" if c.get("title") else ""}'
                         f'<div class="chart" id="{html.escape(cid)}"></div>'
                         + (f'<figcaption>{html.escape(str(c["caption"]))}</figcaption>' if c.get("caption") else "")
