@@ -246,3 +246,15 @@ def test_chromium_check_detects_a_broken_chart(chromium, tmp_path):
     assert (ok, failed) == ("1", "1")
     assert any("chart sec-t-chart-bad failed" in e for e in errors), errors
     assert [x["tag"] for x in boxes] == ["svg", None]
+
+
+def test_atomic_writes_have_default_permissions(tmp_path):
+    from actpat.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        p = write_text("x", tmp_path / "a.txt")
+    finally:
+        os.umask(old)
+    assert p.read_text() == "x" and (p.stat().st_mode & 0o777) == 0o644
+    assert [f.name for f in tmp_path.iterdir()] == ["a.txt"]  # no temporary left behind

@@ -51,12 +51,17 @@ def density_chart(density: pl.DataFrame, text_domains: Sequence[str] = (), title
         (pl.col("layer") + 1).alias("layer_1"),
         pl.when(pl.col("domain").is_in(list(text))).then(pl.lit("general text")).otherwise(pl.lit("domain task"))
         .alias("kind"),
-    ).select("domain", "kind", "layer_1", "panel", "value", "count", "n_weights")
+    ).with_columns(
+        pl.when(pl.col("kind") == "general text").then(pl.col("domain") + " (text)").otherwise(pl.col("domain"))
+        .alias("label"),
+    ).select("domain", "label", "kind", "layer_1", "panel", "value", "count", "n_weights")
     base = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.6).encode(
         x=alt.X("layer_1:Q", title="layer (1-indexed)", scale=alt.Scale(nice=False, zero=False)),
         y=alt.Y("value:Q", title=None),
-        color=alt.Color("domain:N", title="domain", scale=alt.Scale(scheme="tableau10")),
-        strokeDash=alt.StrokeDash("kind:N", title="domain kind", legend=alt.Legend(symbolType="stroke"),
+        color=alt.Color("label:N", title="domain (dashed: text)", scale=alt.Scale(scheme="tableau10")),
+        # Vega-Lite draws strokeDash legend symbols transparent next to a color legend, so the
+        # kind is marked in the domain labels ("(text)") and the dash has no legend of its own.
+        strokeDash=alt.StrokeDash("kind:N", legend=None,
                                   scale=alt.Scale(domain=["domain task", "general text"], range=[[1, 0], [5, 3]])),
         tooltip=["domain:N", alt.Tooltip("layer_1:Q", title="layer"), alt.Tooltip("value:Q", format=".4g"),
                  alt.Tooltip("count:Q", format=","), alt.Tooltip("n_weights:Q", format=",")],
