@@ -227,3 +227,28 @@ def panel_shard_files(wildcards, ext):
         f"results/similarity/{wildcards.model}/panel/{i}.{ext}"
         for i in range(n_shards(sim["samples"], size))
     ]
+
+
+# ---- analysis
+# Report sections: any rules file registers the JSON section files it writes
+# (format: actpat.report.html docstring); rules/report.smk builds index.html from all.
+
+_REPORT_SECTIONS = []
+
+
+def add_report_section(fn):
+    """Register a function returning section files for results/report/index.html."""
+    _REPORT_SECTIONS.append(fn)
+
+
+def report_sections():
+    return [p for fn in _REPORT_SECTIONS for p in fn()]
+
+
+def embeddings_enabled():
+    return config["relevance"]["embedding_asset"] is not None
+
+
+def analysis_mem_mb(model):
+    """Density streams one layer at a time: about four copies of a layer plus the top-k buffer."""
+    return int(1024 + _size_b(model) * 1000 * 0.8)
