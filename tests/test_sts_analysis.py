@@ -382,5 +382,5 @@ def test_sts_eval_rule_end_to_end(tmp_path):
     assert set(res["measure"]) == {"llmdcos_sum", "llmdcos", "hidden_cos", "embedding_cos"}
     for suffix in ("md", "svg", "png"):
         assert (tmp_path / f"results/sts/{model}/toy.spearman.{suffix}").stat().st_size > 0
-    assert json.loads((tmp_path / f"results/report/sections/sts-{model}-toy.json").read_text())["title"]
+    assert json.loads((tmp_path / f"results/report/sections/sts-{model}-toy.json").read_text())["sections"][0]["title"]
     assert "rule sts_eval finished" in (tmp_path / f"logs/sts_eval/{model}/toy.log").read_text()
