@@ -154,7 +154,11 @@ def pairset_inputs(wildcards):
 
 def domain_params(domain):
     """The domain's spec without documentation-only keys (a params trigger)."""
-    return {k: v for k, v in config["domains"][domain].items() if k != "stands_in_for"}
+    return {
+        k: v
+        for k, v in config["domains"][domain].items()
+        if k not in ("stands_in_for", "samples")
+    }
 
 
 def domain_data_params(domain):
@@ -191,15 +195,20 @@ def n_shards(samples, shard_size):
     return -(-samples // shard_size)
 
 
-def shard_rows(shard):
+def domain_samples(domain):
+    """Samples scored for a domain's mean activation: its own `samples` or scoring.samples."""
+    return config["domains"][domain].get("samples") or config["scoring"]["samples"]
+
+
+def shard_rows(domain, shard):
     """Table rows [start, stop) of a domain scoring shard."""
-    sc = config["scoring"]
-    start = shard * sc["shard_size"]
-    return [start, min(start + sc["shard_size"], sc["samples"])]
+    size = config["scoring"]["shard_size"]
+    start = shard * size
+    return [start, min(start + size, domain_samples(domain))]
 
 
 def domain_shard_files(wildcards, ext):
-    k = n_shards(config["scoring"]["samples"], config["scoring"]["shard_size"])
+    k = n_shards(domain_samples(wildcards.domain), config["scoring"]["shard_size"])
     return [
         f"results/scores/{wildcards.model}/shards/{wildcards.domain}/{i}.{ext}"
         for i in range(k)
