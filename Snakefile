@@ -32,6 +32,10 @@ wildcard_constraints:
 
 include: "rules/assets.smk"
 include: "rules/data.smk"
+include: "rules/score.smk"
+include: "rules/sts.smk"
+include: "rules/analysis.smk"
+include: "rules/report.smk"
 include: "rules/prune.smk"
 
 

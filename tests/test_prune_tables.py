@@ -72,8 +72,13 @@ def test_markdown_keeps_scorers_apart(paths):
 
 def test_write_outputs_writes_everything(paths, tmp_path):
     out = {k: tmp_path / "out" / n for k, n in [("table", "p.parquet"), ("summary", "s.parquet"),
-                                                ("markdown_path", "p.md"), ("svg", "c.svg"), ("png", "c.png")]}
+                                                ("markdown_path", "p.md"), ("svg", "c.svg"), ("png", "c.png"),
+                                                ("section", "sec.json")]}
     write_outputs(paths, TASKS, **out)
+    from actpat.report.html import load_sections
+
+    (sec,) = load_sections(out["section"])
+    assert sec["id"] == "pruning" and len(sec["tables"]) == 2 and sec["charts"][0]["spec"]["data"]
     assert pl.read_parquet(out["table"]).height == 5
     assert out["svg"].read_text().lstrip().startswith("<svg")
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

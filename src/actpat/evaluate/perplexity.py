@@ -97,4 +97,10 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int | Non
         nll += float(torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum").double())
         count += x[:, 1:].numel()
-    return {"perplexity": math.exp(nll / count), "nll_sum": nll, "tokens": count, "windows": n, "seq_len": T}
+    mean_nll = nll / count
+    # exp overflows beyond ~709 nats per token (a destroyed model): report null rather than inf,
+    # which JSON cannot hold; the mean NLL is always there.
+    ppl = math.exp(mean_nll) if mean_nll < 700 else None
+    if ppl is None:
+        log.warning("mean NLL %.1f nats per token: perplexity overflows, reported as null", mean_nll)
+    return {"perplexity": ppl, "mean_nll": mean_nll, "nll_sum": nll, "tokens": count, "windows": n, "seq_len": T}

@@ -43,7 +43,8 @@ def evaluate_model(
     ppl.update(source=source, bos=ppl_bos)
     out["perplexity"] = ppl
     out["timings_s"]["perplexity"] = time.perf_counter() - t0
-    log.info("perplexity %.4f over %d windows x %d tokens (%s)", ppl["perplexity"], ppl["windows"], seq_len, source)
+    log.info("perplexity %s (mean NLL %.4f) over %d windows x %d tokens (%s)", ppl["perplexity"], ppl["mean_nll"],
+             ppl["windows"], seq_len, source)
 
     out["zeroshot"] = {}
     for domain, path in (zeroshot_tables or {}).items():

@@ -143,31 +143,62 @@ def perplexity_chart(df: pl.DataFrame):
             .properties(title="Perplexity after pruning (dashed: dense model)"))
 
 
+def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], chart) -> dict:
+    """The pruning section of results/report/index.html (actpat.report.html format)."""
+    from ..report.html import make_section
+
+    q = df["questions_per_task"].drop_nulls()
+    text = [
+        "Validations 1-2: unstructured pruning of the decoder blocks' linear weights with per-layer sparsity "
+        "allocations (uniform; the paper's sigmoid of z-scored activated-weight counts; OWL) and calibration sets "
+        "from different domains. Perplexity is on held-out text in non-overlapping windows.",
+        f"Zero-shot accuracy ({int(q.min()) if len(q) else 0} questions per task, rows never scored or used for "
+        "calibration) is reported by three scorers kept apart: the paper's next-token label scorer, and the "
+        "lm-evaluation-harness acc and acc_norm. Full per-task tables: results/tables/pruning.md.",
+    ]
+    pct = lambda x: None if x is None else round(100 * x, 1)  # noqa: E731
+    runs = {
+        "id": "runs", "title": "Per run", "digits": 2,
+        "caption": "Perplexity and the mean accuracy (%) over tasks of each scorer; – = not evaluated.",
+        "columns": ["model", "method", "allocation", "calibration", "sparsity", "seed", "achieved", "PPL",
+                    "mean paper", "mean acc", "mean acc_norm"],
+        "rows": [[r["model"], r["method"], r["allocation"], r["calibration"], r["sparsity"], r["seed"],
+                  round(r["achieved_sparsity"], 4), r["perplexity"], pct(r["mean_paper"]), pct(r["mean_acc"]),
+                  pct(r["mean_acc_norm"])] for r in df.iter_rows(named=True)],
+    }
+    summ = {
+        "id": "summary", "title": "Mean ± sample std over calibration seeds", "digits": 2,
+        "caption": "One row per configuration; std is null for a single seed.",
+        "columns": ["model", "method", "allocation", "calibration", "sparsity", "seeds", "PPL mean", "PPL std",
+                    "mean paper", "mean acc", "mean acc_norm"],
+        "rows": [[r["model"], r["method"], r["allocation"], r["calibration"], r["sparsity"], r["seeds"],
+                  r["perplexity_mean"], r["perplexity_std"], pct(r["mean_paper_mean"]), pct(r["mean_acc_mean"]),
+                  pct(r["mean_acc_norm_mean"])] for r in summary.iter_rows(named=True)],
+    }
+    return make_section("pruning", "Validations 1-2: activation-guided pruning", order=60, text=text,
+                        tables=[summ, runs], charts=[{"id": "ppl-vs-sparsity", "title": None,
+                                                      "caption": "Perplexity vs overall sparsity (log scale).",
+                                                      "spec": chart}])
+
+
 def write_outputs(eval_paths: Sequence[str | Path], tasks: Sequence[str], *, table: str | Path,
-                  summary: str | Path, markdown_path: str | Path, svg: str | Path, png: str | Path) -> pl.DataFrame:
+                  summary: str | Path, markdown_path: str | Path, svg: str | Path, png: str | Path,
+                  section: str | Path | None = None) -> pl.DataFrame:
     """All outputs of the table rule, each written under a temporary name and renamed."""
-    import os
-    import tempfile
+    from ..atomic import atomic_path, write_parquet, write_text
 
     df = collect(eval_paths, tasks)
     summ = summarise(df)
-
-    def atomic(path, write):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    atomic(table, df.write_parquet)
-    atomic(summary, summ.write_parquet)
-    atomic(markdown_path, lambda p: Path(p).write_text(markdown(df, summ, tasks)))
+    write_parquet(df, table)
+    write_parquet(summ, summary)
+    write_text(markdown(df, summ, tasks), markdown_path)
     chart = perplexity_chart(df)
-    atomic(svg, lambda p: chart.save(p, format="svg"))
-    atomic(png, lambda p: chart.save(p, format="png", scale_factor=2))
+    with atomic_path(svg) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        chart.save(f, format="svg")
+    with atomic_path(png) as tmp, open(tmp, "wb") as f:
+        chart.save(f, format="png", scale_factor=2)
+    if section is not None:
+        from ..report.html import write_sections
+
+        write_sections([report_section(df, summ, tasks, chart)], section)
     return df

@@ -15,7 +15,6 @@ written (``prune.save_models`` writes them anyway, as safetensors).  Outputs:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -27,6 +26,7 @@ import polars as pl
 import torch
 
 from .. import __version__
+from ..atomic import write_json, write_parquet
 from ..evaluate.suite import evaluate_model
 from .calibration import build_calibration, example_texts, usable_rows
 from .masks import save_masks
@@ -34,24 +34,6 @@ from .runs import PruneRun
 from .sequential import PruneResult, needs_calibration, prune_model
 
 log = logging.getLogger(__name__)
-
-
-def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, allow_nan=True)
-    os.replace(tmp, path)
-
-
-def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
 
 
 def calibration_ids(table_path: str | Path, tokenizer, *, sequences: int, seq_len: int, seed: int,
@@ -182,5 +164,5 @@ def prune_and_evaluate(
     record.update(ev)
     record["timings_s"]["job"] = time.perf_counter() - t0
     record["timings_s"]["job_cpu"] = time.process_time() - c0
-    write_json(out_eval, record)
+    write_json(record, out_eval)
     return record

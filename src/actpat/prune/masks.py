@@ -8,14 +8,13 @@ run, so a 135M-parameter model needs about 13 MB per run.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import torch
 
+from ..atomic import atomic_path
 from .allocation import pruned_per_row
 
 
@@ -66,7 +65,6 @@ def apply_mask(weight: torch.Tensor, mask: torch.Tensor) -> None:
 def save_masks(path: str | Path, masks: Mapping[str, torch.Tensor | np.ndarray], meta: dict | None = None) -> Path:
     """Write masks (name -> bool array) bit-packed to ``path`` (.npz), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays, shapes = {}, {}
     for name, m in masks.items():
         a = m.detach().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m)
@@ -75,14 +73,8 @@ def save_masks(path: str | Path, masks: Mapping[str, torch.Tensor | np.ndarray],
         shapes[name] = list(a.shape)
         arrays[name] = np.packbits(a.reshape(-1))
     header = {"format": "actpat-masks-v1", "true_means": "pruned", "shapes": shapes, "meta": meta or {}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, __header__=np.array(json.dumps(header)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append ".npz"
+        np.savez(f, __header__=np.array(json.dumps(header)), **arrays)
     return path
 
 

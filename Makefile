@@ -1,0 +1,39 @@
+# Two commands on a fresh machine:  `make run`  (environment + assets + whole default workflow)
+# and  `make test`  (environment + test suite).  Everything else is plain snakemake / pytest.
+
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.actpat-installed
+
+.PHONY: run test env dry-run report lint clean-results
+
+# The pinned closure (envs/requirements.lock), then the package itself without touching the pins.
+# torch is installed first and alone so that pip takes the CPU wheel where one is provided locally.
+$(STAMP): pyproject.toml envs/requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$$(grep '^torch==' envs/requirements.lock)"
+	$(BIN)/pip install -q -r envs/requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+env: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/local
+	$(BIN)/snakemake --cores 1 --report report.html
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n --cores $(CORES)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
+
+clean-results:
+	rm -rf results logs

@@ -1,0 +1,374 @@
+"""Batched per-sample gradient activation scoring.
+
+For every scored linear weight W (inside the decoder blocks), a forward hook keeps the
+layer input X_b and a tensor hook on the layer output receives δ_b = ∂D_b/∂output.
+Because D_b depends on sample b alone, one backward pass of Σ_b D_b yields every δ_b,
+and the per-sample weight gradient is G_b = δ_bᵀ X_b (one batched matmul, Opacus-style).
+A_b = |G_b ⊙ W| is reduced inside the hook and discarded: the weights' own ``.grad``
+is never materialised (weights do not even require grad).
+
+Reductions made in the same pass (all optional):
+  * per group (domain), Σ_b A_b for every weight -> the mean activation per weight;
+  * per sample and matrix: Σ A, Σ A², #{A > γ} for each threshold γ;
+  * per layer, the exact Gram matrix Σ_w A_b(w)·A_c(w) over all pairs in the batch,
+    so LLMDcos(b, c) = Gram[b,c] / sqrt(Gram[b,b]·Gram[c,c]) for every pair at once;
+  * optionally the mean-pooled last hidden state per sample (a baseline for Validation 3).
+
+Padding cannot leak: right padding + attention mask, D read at each sample's last real
+token, so δ is exactly zero at padded positions.
+A sample whose D or gradient is not finite is excluded and reported, and its
+batch is re-run without it, so nothing non-finite ever reaches the sums.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..modelio import ModelError, ScoredWeight, find_blocks, scored_weights
+from . import fused
+from . import targets as tgt
+
+log = logging.getLogger(__name__)
+
+_HALF_BMM_FP32_OUT = [True]  # torch.bmm(..., out_dtype=float32) for bf16/fp16 on CUDA, where available
+
+
+@dataclass
+class ScoreOptions:
+    target: str = "max_logit"
+    max_tokens: int = 256
+    thresholds: tuple[float, ...] = ()
+    sums: bool = True  # per-group Σ A per weight
+    stats: bool = True  # per-sample-per-matrix Σ A, Σ A², counts
+    gram: bool = True  # per-layer Gram matrix of each batch
+    hidden: bool = False  # mean-pooled last hidden state per sample
+    include: str | None = None
+    exclude: str | None = None
+    kernel: str = "auto"  # auto: fused Triton kernel where it applies (CUDA, half precision); fused; unfused
+
+
+@dataclass
+class ScoreResult:
+    """Everything one scoring run produced (CPU tensors / numpy)."""
+
+    weights: list[ScoredWeight]
+    n_layers: int
+    thresholds: tuple[float, ...]
+    sums: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # group -> weight name -> Σ A
+    n_samples: dict[str, int] = field(default_factory=dict)  # group -> included samples
+    sample_ids: list[str] = field(default_factory=list)  # included samples, in scoring order
+    sample_groups: list[str] = field(default_factory=list)
+    s1: list[np.ndarray] = field(default_factory=list)  # per sample: [n_matrices] Σ A
+    s2: list[np.ndarray] = field(default_factory=list)  # per sample: [n_matrices] Σ A²
+    counts: list[np.ndarray] = field(default_factory=list)  # per sample: [n_matrices, n_thresholds]
+    pairs: list[tuple] = field(default_factory=list)  # (layer, id_a, group_a, id_b, group_b, dot, n2a, n2b)
+    hidden: dict[str, np.ndarray] = field(default_factory=dict)
+    excluded: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    truncated: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    passes: int = 0  # samples pushed through forward+backward (re-runs included)
+
+
+class _BatchState:
+    """Per-pass accumulators; per-matrix results stay on their device until the pass ends."""
+
+    def __init__(self, B, n_layers, groups, positions, want_sums):
+        self.B = B
+        self.n_layers = n_layers
+        self.positions = positions
+        self.group_rows = groups  # group -> LongTensor of batch rows
+        self.s1: dict[int, torch.Tensor] = {}  # matrix -> [B] Σ A
+        self.s2: dict[int, torch.Tensor] = {}  # matrix -> [B] Σ A²
+        self.cnt: dict[int, torch.Tensor] = {}  # matrix -> [B, n_thresholds]
+        self.gram: dict[int, torch.Tensor] = {}  # layer -> [B, B] Σ A_b A_c (float64)
+        self.bad = torch.zeros(B, dtype=torch.bool)
+        self.bad_where: dict[int, str] = {}
+        self.pending: dict[str, dict[int, torch.Tensor]] = {g: {} for g in groups} if want_sums else {}
+
+    def gather(self, n_mats: int, n_thr: int, names: list[str]):
+        """Move the pass's per-sample results to the CPU (one sync) and flag non-finite samples."""
+        dev = lambda d: {k: v.to("cpu", torch.float64) for k, v in d.items()}  # noqa: E731
+        s1, s2 = dev(self.s1), dev(self.s2)
+        S1 = torch.zeros(self.B, n_mats, dtype=torch.float64)
+        S2 = torch.zeros(self.B, n_mats, dtype=torch.float64)
+        C = torch.zeros(self.B, n_mats, max(n_thr, 1), dtype=torch.int64)
+        for k, v in s1.items():
+            S1[:, k] = v
+            bad = ~torch.isfinite(v)
+            for b in bad.nonzero().flatten().tolist():
+                self.bad_where.setdefault(b, f"non-finite gradient in {names[k]}")
+            self.bad |= bad
+        for k, v in s2.items():
+            S2[:, k] = v
+        for k, v in self.cnt.items():
+            C[:, k, :n_thr] = v.cpu()
+        G = torch.zeros(self.n_layers, self.B, self.B, dtype=torch.float64)
+        for layer, v in self.gram.items():
+            G[layer] = v.to("cpu", torch.float64)
+        return S1, S2, C[:, :, :n_thr], G
+
+
+class ActivationScorer:
+    """Per-sample activation scoring of one model; reusable across runs."""
+
+    def __init__(self, model, tokenizer, options: ScoreOptions | None = None):
+        self.model = model
+        self.tok = tokenizer
+        self.opts = options or ScoreOptions()
+        if self.opts.target not in tgt.TARGETS:
+            raise ValueError(f"unknown target {self.opts.target!r}; expected one of {tgt.TARGETS}")
+        if getattr(model.config, "is_encoder_decoder", False):
+            raise ModelError(f"{type(model).__name__} is an encoder-decoder; ActPat scores causal LMs")
+        self.weights = scored_weights(model, self.opts.include, self.opts.exclude)
+        self.n_layers = len(find_blocks(model)[1])
+        self.head = model.get_output_embeddings()
+        if self.head is None:
+            raise ModelError(f"{type(model).__name__} has no output embedding (LM head); not a causal LM")
+        self.embed = model.get_input_embeddings()
+        dt = next(model.parameters()).dtype
+        self.acc_dtype = torch.float64 if dt == torch.float64 else torch.float32
+        self.sum_dtype = torch.float64 if dt == torch.float64 else torch.float32
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._state: _BatchState | None = None
+
+    # ------------------------------------------------------------------ tokenisation
+
+    def encode(self, text: str, sid: str) -> tuple[list[int], bool]:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"sample {sid!r}: empty text; every sample needs text to score")
+        ids = self.tok(text, add_special_tokens=True)["input_ids"]
+        truncated = len(ids) > self.opts.max_tokens
+        return ids[: self.opts.max_tokens], truncated
+
+    # ------------------------------------------------------------------ hooks
+
+    def _fwd_hook(self, k: int):
+        def hook(mod, inp, out):
+            st = self._state
+            if st is None:
+                return
+            if not out.requires_grad:
+                raise RuntimeError(f"{self.weights[k].name}: output does not require grad; the graph was not built")
+            # No masking of x is needed: δ is exactly zero at padded positions (they come after the
+            # scored token under a causal mask), which the padding tests check against batch-1.
+            x = inp[0]
+            out.register_hook(lambda g, x=x: self._reduce(k, x, g))
+
+        return hook
+
+    def _embed_hook(self, mod, inp, out):
+        if self._state is not None:
+            out.requires_grad_(True)  # weights are frozen: start the graph at the embeddings
+        return out
+
+    def _head_prehook(self, mod, args):
+        st = self._state
+        if st is None or st.positions is None:
+            return None
+        h = args[0]
+        b = torch.arange(h.shape[0], device=h.device)
+        return (h[b, st.positions.to(h.device)].unsqueeze(1), *args[1:])
+
+    def _use_fused(self, sw: ScoredWeight, x: torch.Tensor, st: _BatchState) -> bool:
+        if self.opts.kernel == "unfused" or sw.transposed or x.dtype not in (torch.bfloat16, torch.float16):
+            return False
+        if len(st.pending) > 1:  # per-group sums of a mixed batch: the kernel sums over the whole batch
+            return False
+        ok = fused.available(x)
+        if self.opts.kernel == "fused" and not ok:
+            raise RuntimeError("kernel: fused needs Triton and a CUDA device; use kernel: auto or unfused")
+        return ok
+
+    def _reduce_fused(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
+        st = self._state
+        sw = self.weights[k]
+        want_gram = self.opts.gram
+        total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, tuple(self.opts.thresholds), want_gram)
+        st.s1[k] = s1
+        st.s2[k] = s2.to(torch.float64)
+        if want_gram:
+            flat = a16.view(a16.shape[0], -1)
+            try:
+                gm = torch.mm(flat, flat.T, out_dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):
+                gm = flat.float() @ flat.float().T
+            gm = gm.to(torch.float64)
+            st.gram[sw.layer] = st.gram[sw.layer] + gm if sw.layer in st.gram else gm
+        if self.opts.thresholds:
+            st.cnt[k] = cnt
+        for rows in st.pending.values():
+            rows[k] = total.to(self.sum_dtype)
+
+    def _reduce(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
+        st = self._state
+        sw = self.weights[k]
+        if self._use_fused(sw, x, st):
+            return self._reduce_fused(k, x, d)
+        W = sw.weight
+        if x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and _HALF_BMM_FP32_OUT[0]:
+            # half-precision operands, float32 accumulation and output (no rounding of G to bf16)
+            a, b = (x.transpose(1, 2), d) if sw.transposed else (d.transpose(1, 2), x)
+            try:
+                G = torch.bmm(a, b, out_dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):  # older torch: upcast instead
+                _HALF_BMM_FP32_OUT[0] = False
+                G = torch.bmm(a.float(), b.float())
+        else:
+            xs, ds = x.to(self.acc_dtype), d.to(self.acc_dtype)
+            # G_b = δ_bᵀ X_b for nn.Linear ([out, in]); X_bᵀ δ_b for GPT-2's Conv1D ([in, out])
+            G = torch.bmm(xs.transpose(1, 2), ds) if sw.transposed else torch.bmm(ds.transpose(1, 2), xs)
+        A = G.mul_(W).abs_()
+        B = A.shape[0]
+        flat = A.view(B, -1)
+        # float32 reductions are accurate to ~1e-7 here; converting A to float64 would cost more than the rest
+        st.s1[k] = flat.sum(1)
+        if self.opts.gram or self.opts.stats:
+            gm = (flat @ flat.T).to(torch.float64)
+            st.s2[k] = gm.diagonal()
+            if self.opts.gram:
+                st.gram[sw.layer] = st.gram[sw.layer] + gm if sw.layer in st.gram else gm
+        if self.opts.thresholds:
+            st.cnt[k] = torch.stack([(flat > t).sum(1) for t in self.opts.thresholds], 1)
+        for g, rows in st.pending.items():
+            r = st.group_rows[g]
+            rows[k] = (A.sum(0) if len(r) == B else A.index_select(0, r.to(A.device)).sum(0)).to(self.sum_dtype)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, texts: list[str], ids: list[str], groups: list[str] | None = None,
+            batches: list[list[int]] | None = None, batch_size: int = 8, progress: bool = True,
+            desc: str = "scoring") -> ScoreResult:
+        """Score samples ``texts`` (ids ``ids``, group labels ``groups``) in ``batches``.
+
+        ``batches`` are lists of indices into ``texts``; pairs sharing a batch get exact
+        LLMDcos.  Default: batches of ``batch_size`` samples of similar token length.
+        """
+        n = len(texts)
+        if len(ids) != n or (groups is not None and len(groups) != n):
+            raise ValueError("texts, ids and groups must have the same length")
+        if len(set(ids)) != n:
+            dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise ValueError(f"duplicate sample ids {dup}: ids must be unique")
+        groups = list(groups) if groups is not None else ["all"] * n
+        res = ScoreResult(self.weights, self.n_layers, tuple(self.opts.thresholds))
+        if self.opts.sums:
+            res.sums = {g: {} for g in dict.fromkeys(groups)}
+            res.n_samples = {g: 0 for g in dict.fromkeys(groups)}
+        enc = {}
+        for i in (range(n) if batches is None else sorted({i for b in batches for i in b})):
+            enc[i], trunc = self.encode(texts[i], ids[i])
+            if trunc:
+                res.truncated.append(ids[i])
+        if batches is None:
+            # similar lengths share a batch: less padding, which costs as much as real tokens
+            order = sorted(range(n), key=lambda i: (len(enc[i]), i))
+            batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+        if res.truncated:
+            log.info("%d of %d samples longer than %d tokens were truncated", len(res.truncated), len(enc),
+                     self.opts.max_tokens)
+        handles = [self.embed.register_forward_hook(self._embed_hook),
+                   self.head.register_forward_pre_hook(self._head_prehook)]
+        handles += [w.module.register_forward_hook(self._fwd_hook(k)) for k, w in enumerate(self.weights)]
+        t0 = time.time()
+        try:
+            with tqdm(total=sum(len(b) for b in batches), desc=desc, unit="sample", disable=not progress) as bar:
+                for batch in batches:
+                    self._run_batch(list(batch), texts, ids, groups, enc, res)
+                    bar.update(len(batch))
+        finally:
+            for h in handles:
+                h.remove()
+            self._state = None
+        res.seconds = time.time() - t0
+        done = len(res.sample_ids)
+        log.info("%s: %d samples (%d excluded) in %.1f s, %.2f samples/s", desc, done, len(res.excluded),
+                 res.seconds, res.passes / max(res.seconds, 1e-9))
+        return res
+
+    def _run_batch(self, idx, texts, ids, groups, enc, res) -> None:
+        need = tgt.min_tokens(self.opts.target)
+        for i in list(idx):
+            if len(enc[i]) < need:
+                res.excluded.append((ids[i], f"{len(enc[i])} token(s): too short for target {self.opts.target}"))
+                idx.remove(i)
+        while idx:
+            st, hidden = self._pass(idx, enc, groups)
+            res.passes += len(idx)
+            if st.bad.any():
+                bad = st.bad.nonzero().flatten().tolist()
+                for b in bad:
+                    reason = st.bad_where.get(b, "non-finite value")
+                    res.excluded.append((ids[idx[b]], reason))
+                    log.warning("sample %s excluded: %s", ids[idx[b]], reason)
+                idx = [i for j, i in enumerate(idx) if j not in set(bad)]
+                continue
+            self._commit(st, idx, ids, groups, res, hidden)
+            return
+
+    def _pass(self, idx, enc, groups):
+        B = len(idx)
+        lengths = torch.tensor([len(enc[i]) for i in idx])
+        T = int(lengths.max())
+        dev = self.embed.weight.device
+        input_ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+        for r, i in enumerate(idx):
+            input_ids[r, : len(enc[i])] = torch.tensor(enc[i])
+        mask = torch.arange(T)[None, :] < lengths[:, None]
+        gnames = dict.fromkeys(groups[i] for i in idx)
+        grows = {g: torch.tensor([r for r, i in enumerate(idx) if groups[i] == g]) for g in gnames}
+        st = _BatchState(B, self.n_layers, grows, tgt.positions(self.opts.target, lengths), self.opts.sums)
+        self._state = st
+        hidden = None
+        try:
+            with torch.enable_grad():
+                out = self.model(input_ids=input_ids.to(dev), attention_mask=mask.long().to(dev), use_cache=False,
+                                 output_hidden_states=self.opts.hidden)
+                D = tgt.value(self.opts.target, out.logits, input_ids, lengths)
+                finite = torch.isfinite(D).cpu()
+                if not finite.all():
+                    for b in (~finite).nonzero().flatten().tolist():
+                        st.bad_where[b] = f"non-finite D ({self.opts.target}) in the forward pass"
+                    st.bad |= ~finite
+                    return st, None
+                if self.opts.hidden:
+                    h = out.hidden_states[-1].detach().to(torch.float64)
+                    m = mask.to(h.device, h.dtype).unsqueeze(-1)
+                    hidden = ((h * m).sum(1) / m.sum(1)).cpu().numpy()
+                del out
+                D.sum().backward()
+            st.stats = st.gather(len(self.weights), len(self.opts.thresholds), [w.name for w in self.weights])
+        finally:
+            self._state = None
+        return st, hidden
+
+    def _commit(self, st: _BatchState, idx, ids, groups, res: ScoreResult, hidden) -> None:
+        for g, rows in st.pending.items():
+            acc = res.sums.setdefault(g, {})
+            for k, part in rows.items():
+                name = self.weights[k].name
+                if name in acc:
+                    acc[name] += part
+                else:
+                    acc[name] = part.clone()
+            res.n_samples[g] = res.n_samples.get(g, 0) + len(st.group_rows[g])
+        S1, S2, C, G = st.stats
+        for r, i in enumerate(idx):
+            res.sample_ids.append(ids[i])
+            res.sample_groups.append(groups[i])
+            res.s1.append(S1[r].numpy())
+            res.s2.append(S2[r].numpy())
+            res.counts.append(C[r].numpy())
+            if hidden is not None:
+                res.hidden[ids[i]] = hidden[r]
+        if self.opts.gram:
+            for a in range(len(idx)):
+                for b in range(a + 1, len(idx)):
+                    for layer in range(self.n_layers):
+                        res.pairs.append((layer, ids[idx[a]], groups[idx[a]], ids[idx[b]], groups[idx[b]],
+                                          float(G[layer, a, b]), float(G[layer, a, a]), float(G[layer, b, b])))

@@ -1,0 +1,75 @@
+"""Scoring results as tables (the long formats of docs/contracts.md)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from .scorer import ScoreResult
+
+GRAM_SCHEMA = {
+    "model": pl.String, "layer": pl.Int32, "id_a": pl.String, "domain_a": pl.String, "id_b": pl.String,
+    "domain_b": pl.String, "dot": pl.Float64, "norm2_a": pl.Float64, "norm2_b": pl.Float64, "llmdcos": pl.Float64,
+}
+STATS_SCHEMA = {
+    "model": pl.String, "domain": pl.String, "id": pl.String, "layer": pl.Int32, "matrix": pl.String,
+    "statistic": pl.String, "threshold": pl.Float64, "value": pl.Float64,
+}
+
+
+def stats_frame(res: ScoreResult, model: str) -> pl.DataFrame:
+    """Per sample and matrix: Σ A, Σ A² and the count above each threshold."""
+    n = len(res.sample_ids)
+    M = len(res.weights)
+    if n == 0:
+        return pl.DataFrame(schema=STATS_SCHEMA)
+    layer = np.array([w.layer for w in res.weights], dtype=np.int32)
+    matrix = [w.matrix for w in res.weights]
+    parts = []
+    base = {
+        "model": [model] * (n * M),
+        "domain": np.repeat(res.sample_groups, M).tolist(),
+        "id": np.repeat(res.sample_ids, M).tolist(),
+        "layer": np.tile(layer, n),
+        "matrix": matrix * n,
+    }
+    s1 = np.stack(res.s1).reshape(-1)
+    s2 = np.stack(res.s2).reshape(-1)
+    parts.append(pl.DataFrame({**base, "statistic": "sum", "threshold": None, "value": s1}))
+    parts.append(pl.DataFrame({**base, "statistic": "sumsq", "threshold": None, "value": s2}))
+    if res.thresholds:
+        cnt = np.stack(res.counts)  # [n, M, T]
+        for j, t in enumerate(res.thresholds):
+            parts.append(pl.DataFrame({**base, "statistic": "count", "threshold": float(t),
+                                       "value": cnt[:, :, j].reshape(-1).astype(np.float64)}))
+    return pl.concat([p.cast(STATS_SCHEMA) for p in parts])
+
+
+def gram_frame(res: ScoreResult, model: str) -> pl.DataFrame:
+    """Every pair that shared a pass, per layer, with its LLMDcos."""
+    if not res.pairs:
+        return pl.DataFrame(schema=GRAM_SCHEMA)
+    layer, ia, ga, ib, gb, dot, na, nb = zip(*res.pairs)
+    df = pl.DataFrame({"model": model, "layer": layer, "id_a": ia, "domain_a": ga, "id_b": ib, "domain_b": gb,
+                       "dot": dot, "norm2_a": na, "norm2_b": nb})
+    df = df.with_columns((pl.col("dot") / (pl.col("norm2_a") * pl.col("norm2_b")).sqrt()).alias("llmdcos"))
+    return df.cast(GRAM_SCHEMA).sort(["id_a", "id_b", "layer"])
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        df.write_parquet(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
