@@ -305,13 +305,17 @@ def eval_inputs(wildcards):
 
 def zeroshot_domains(wildcards):
     """Zero-shot tasks of a job: all for the dense model; for a pruned run only when its
-    sparsity is in evaluation.zeroshot.sparsities (null = every run)."""
+    sparsity is in evaluation.zeroshot.sparsities and its calibration seed in
+    evaluation.zeroshot.seeds (null = every run)."""
     zs = config["evaluation"]["zeroshot"]
     run = PRUNE_RUNS.get(getattr(wildcards, "run", None))
-    if run is None or zs["sparsities"] is None:
+    if run is None:
         return zs["domains"]
-    hit = any(abs(run.sparsity - s) < 1e-9 for s in zs["sparsities"])
-    return zs["domains"] if hit else []
+    s_ok = zs["sparsities"] is None or any(
+        abs(run.sparsity - s) < 1e-9 for s in zs["sparsities"]
+    )
+    seed_ok = zs["seeds"] is None or run.seed is None or run.seed in zs["seeds"]
+    return zs["domains"] if s_ok and seed_ok else []
 
 
 def prune_inputs(wildcards):
