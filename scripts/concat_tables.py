@@ -1,4 +1,7 @@
-"""Concatenate Parquet shards (same schema) into one table per output, atomically."""
+"""Concatenate Parquet shards (same schema) into one table per output, atomically.
+
+Output `<name>` is the concatenation of input `<name>_parts`.
+"""
 
 import polars as pl
 
@@ -7,7 +10,7 @@ from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:
     for key in snakemake.output.keys():
-        parts = [pl.read_parquet(p) for p in snakemake.input[key + "s"]]
+        parts = [pl.read_parquet(p) for p in snakemake.input[key + "_parts"]]
         df = pl.concat(parts)
         write_parquet(df, snakemake.output[key])
         log.info("%s: %d rows from %d shards", snakemake.output[key], df.height, len(parts))
