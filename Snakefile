@@ -34,6 +34,8 @@ include: "rules/assets.smk"
 include: "rules/data.smk"
 include: "rules/score.smk"
 include: "rules/sts.smk"
+include: "rules/analysis.smk"
+include: "rules/report.smk"
 
 
 rule all:

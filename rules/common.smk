@@ -191,7 +191,11 @@ def pairset_inputs(wildcards):
 
 def domain_params(domain):
     """The domain's spec without documentation-only keys (a params trigger)."""
-    return {k: v for k, v in config["domains"][domain].items() if k != "stands_in_for"}
+    return {
+        k: v
+        for k, v in config["domains"][domain].items()
+        if k not in ("stands_in_for", "samples")
+    }
 
 
 def domain_data_params(domain):
@@ -219,6 +223,7 @@ def score_options(model):
         "max_tokens": sc["max_tokens"],
         "include": sc["include"],
         "exclude": sc["exclude"],
+        "kernel": sc["kernel"],
         "thresholds": list(model_spec(model)["thresholds"]),
     }
 
@@ -227,15 +232,20 @@ def n_shards(samples, shard_size):
     return -(-samples // shard_size)
 
 
-def shard_rows(shard):
+def domain_samples(domain):
+    """Samples scored for a domain's mean activation: its own `samples` or scoring.samples."""
+    return config["domains"][domain].get("samples") or config["scoring"]["samples"]
+
+
+def shard_rows(domain, shard):
     """Table rows [start, stop) of a domain scoring shard."""
-    sc = config["scoring"]
-    start = shard * sc["shard_size"]
-    return [start, min(start + sc["shard_size"], sc["samples"])]
+    size = config["scoring"]["shard_size"]
+    start = shard * size
+    return [start, min(start + size, domain_samples(domain))]
 
 
 def domain_shard_files(wildcards, ext):
-    k = n_shards(config["scoring"]["samples"], config["scoring"]["shard_size"])
+    k = n_shards(domain_samples(wildcards.domain), config["scoring"]["shard_size"])
     return [
         f"results/scores/{wildcards.model}/shards/{wildcards.domain}/{i}.{ext}"
         for i in range(k)
@@ -263,3 +273,28 @@ def panel_shard_files(wildcards, ext):
         f"results/similarity/{wildcards.model}/panel/{i}.{ext}"
         for i in range(n_shards(sim["samples"], size))
     ]
+
+
+# ---- analysis
+# Report sections: any rules file registers the JSON section files it writes
+# (format: actpat.report.html docstring); rules/report.smk builds index.html from all.
+
+_REPORT_SECTIONS = []
+
+
+def add_report_section(fn):
+    """Register a function returning section files for results/report/index.html."""
+    _REPORT_SECTIONS.append(fn)
+
+
+def report_sections():
+    return [p for fn in _REPORT_SECTIONS for p in fn()]
+
+
+def embeddings_enabled():
+    return config["relevance"]["embedding_asset"] is not None
+
+
+def analysis_mem_mb(model):
+    """Density streams one layer at a time: about four copies of a layer plus the top-k buffer."""
+    return int(1024 + _size_b(model) * 1000 * 0.8)

@@ -24,7 +24,7 @@ rule score_shard:
         source=lambda w: model_source(w.model),
         options=lambda w: score_options(w.model),
         batch_size=config["scoring"]["batch_size"],
-        rows=lambda w: shard_rows(int(w.shard)),
+        rows=lambda w: shard_rows(w.domain, int(w.shard)),
     script:
         "../scripts/score_shard.py"
 

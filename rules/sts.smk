@@ -56,3 +56,10 @@ add_targets(
         pairset=sorted(config["sts"]["pairsets"]),
     )
 )
+add_report_section(
+    lambda: expand(
+        "results/report/sections/sts-{model}-{pairset}.json",
+        model=MODELS,
+        pairset=sorted(config["sts"]["pairsets"]),
+    )
+)

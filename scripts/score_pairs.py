@@ -4,10 +4,12 @@ import torch
 
 from actpat.engine.jobs import score_pairs
 from actpat.engine.scorer import ScoreOptions
+from actpat.gpus import claim_gpu
 from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:
     torch.set_num_threads(snakemake.threads)
+    claim_gpu(int(snakemake.resources.get("gpu", 0)))  # one free GPU per job on a multi-GPU host
     p = snakemake.params
     score_pairs(
         model_name=snakemake.wildcards.model,

@@ -301,9 +301,11 @@ def test_write_outputs(tmp_path):
     assert f"| {w['label']} | 30 | {w['spearman']:.3f} | [{w['ci_low']:.3f}, {w['ci_high']:.3f}]" in md
     assert "**paper** Llama2-7B, STS-B / SICK (other models and data) | 256 | 0.66 / 0.51" in md
     assert "## Other windows (post-hoc)" in md
-    sec = json.loads(out["section"].read_text())
-    assert set(sec) == {"title", "text", "charts", "tables"}
-    assert sec["charts"][0]["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
+    from actpat.report.html import load_sections
+
+    sec = load_sections(out["section"])[0]  # validates the section format of the standalone report
+    assert sec["id"] == "sts-tiny-toy"
+    assert sec["charts"][0]["spec"]["$schema"].startswith("https://vega.github.io/schema/vega-lite/")
     n_post = sum((lo, hi) != paper_sts_window(6) for _, lo, hi in sts.posthoc_windows(6))  # 16..L-2 = main here
     assert n_post == 4
     assert [len(t["rows"]) for t in sec["tables"]] == [3 + 3, n_post, 6]
@@ -324,7 +326,7 @@ def test_caveat_reaches_markdown_and_section(tmp_path):
     sts.write_outputs(res, model="m", pairset="p", n_boot=20, seed=1, table=out["table"], md=out["md"],
                       svg=out["svg"], png=out["png"], section_json=out["section"], caveat="CAVEAT-XYZ")
     assert "CAVEAT-XYZ" in out["md"].read_text()
-    assert json.loads(out["section"].read_text())["text"].endswith("CAVEAT-XYZ")
+    assert "CAVEAT-XYZ" in json.loads(out["section"].read_text())["sections"][0]["text"][-1]
 
 
 # ------------------------------------------------------------------ MiniLM baseline
@@ -380,5 +382,5 @@ def test_sts_eval_rule_end_to_end(tmp_path):
     assert set(res["measure"]) == {"llmdcos_sum", "llmdcos", "hidden_cos", "embedding_cos"}
     for suffix in ("md", "svg", "png"):
         assert (tmp_path / f"results/sts/{model}/toy.spearman.{suffix}").stat().st_size > 0
-    assert json.loads((tmp_path / f"results/report/sections/sts-{model}-toy.json").read_text())["title"]
+    assert json.loads((tmp_path / f"results/report/sections/sts-{model}-toy.json").read_text())["sections"][0]["title"]
     assert "rule sts_eval finished" in (tmp_path / f"logs/sts_eval/{model}/toy.log").read_text()

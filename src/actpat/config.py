@@ -175,6 +175,10 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
     sc = cfg["scoring"]
     if sc["samples"] > cfg["data"]["pool"]:
         out.append(f"scoring.samples: {sc['samples']} exceeds data.pool ({cfg['data']['pool']}), the rows kept per domain")
+    for name, d in domains.items():
+        if d.get("samples", 0) > cfg["data"]["pool"]:
+            out.append(f"domains.{name}.samples: {d['samples']} exceeds data.pool ({cfg['data']['pool']}), "
+                       "the rows kept per domain")
     if cfg["similarity"]["per_batch"] > cfg["similarity"]["samples"]:
         out.append(f"similarity.per_batch: {cfg['similarity']['per_batch']} exceeds similarity.samples "
                    f"({cfg['similarity']['samples']})")

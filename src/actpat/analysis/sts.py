@@ -482,21 +482,23 @@ def _atomic_parquet(df: pl.DataFrame, path: str | Path) -> None:
 
 def section(res: pl.DataFrame, spec: dict, *, model: str, pairset: str, n_boot: int, seed: int,
             caveat: str | None = None) -> dict:
-    """The report section (title, text, charts, tables) for the standalone HTML report."""
+    """The report section for the standalone HTML report (format: actpat.report.html)."""
+    from ..report.html import make_section
+
     main = res.filter(pl.col("kind").is_in(["window", "baseline"]))
-    return {
-        "title": f"Validation 3: sentence similarity ({model}, {pairset})",
-        "text": summary_text(res, n_boot, seed, caveat),
-        "charts": [spec],
-        "tables": [
-            {"title": "Spearman rho against human scores (paper rows: other models and data)",
+    return make_section(
+        f"sts-{model}-{pairset}", f"Validation 3: sentence similarity ({model}, {pairset})",
+        text=summary_text(res, n_boot, seed, caveat), order=70,
+        charts=[{"id": "rho-by-layer", "title": "Spearman rho by layer", "spec": spec}],
+        tables=[
+            {"id": "main", "title": "Spearman rho against human scores (paper rows: other models and data)",
              "columns": DISPLAY_COLUMNS, "rows": table_rows(main) + paper_rows()},
-            {"title": "Other windows tried by the paper's code (post-hoc choices)", "columns": DISPLAY_COLUMNS,
-             "rows": table_rows(res.filter(pl.col("kind") == "posthoc_window"))},
-            {"title": "Each layer", "columns": DISPLAY_COLUMNS,
+            {"id": "posthoc", "title": "Other windows tried by the paper's code (post-hoc choices)",
+             "columns": DISPLAY_COLUMNS, "rows": table_rows(res.filter(pl.col("kind") == "posthoc_window"))},
+            {"id": "layers", "title": "Each layer", "columns": DISPLAY_COLUMNS,
              "rows": table_rows(res.filter(pl.col("kind") == "layer"))},
         ],
-    }
+    )
 
 
 def write_outputs(res: pl.DataFrame, *, model: str, pairset: str, n_boot: int, seed: int, table: str | Path,
@@ -515,8 +517,10 @@ def write_outputs(res: pl.DataFrame, *, model: str, pairset: str, n_boot: int, s
     _atomic_write(md, markdown(res, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat))
     _atomic_write(svg, svg_text)
     _atomic_write(png, png_bytes)
-    sec = section(res, spec, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat)
-    _atomic_write(section_json, json.dumps(sec, indent=1, allow_nan=False, default=str))
+    from ..report.html import write_sections
+
+    write_sections([section(res, spec, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat)],
+                   section_json)
 
 
 def run(*, pairs_path, llmdcos_path, hidden_path, minilm_dir, window, n_boot: int, seed: int, model: str,

@@ -31,9 +31,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..modelio import ModelError, ScoredWeight, find_blocks, scored_weights
+from . import fused
 from . import targets as tgt
 
 log = logging.getLogger(__name__)
+
+_HALF_BMM_FP32_OUT = [True]  # torch.bmm(..., out_dtype=float32) for bf16/fp16 on CUDA, where available
 
 
 @dataclass
@@ -47,6 +50,7 @@ class ScoreOptions:
     hidden: bool = False  # mean-pooled last hidden state per sample
     include: str | None = None
     exclude: str | None = None
+    kernel: str = "auto"  # auto: fused Triton kernel where it applies (CUDA, half precision); fused; unfused
 
 
 @dataclass
@@ -72,17 +76,42 @@ class ScoreResult:
 
 
 class _BatchState:
-    def __init__(self, B, n_mats, n_thr, n_layers, groups, positions, want_sums):
+    """Per-pass accumulators; per-matrix results stay on their device until the pass ends."""
+
+    def __init__(self, B, n_layers, groups, positions, want_sums):
         self.B = B
+        self.n_layers = n_layers
         self.positions = positions
         self.group_rows = groups  # group -> LongTensor of batch rows
-        self.s1 = torch.zeros(B, n_mats, dtype=torch.float64)
-        self.s2 = torch.zeros(B, n_mats, dtype=torch.float64)
-        self.cnt = torch.zeros(B, n_mats, max(n_thr, 1), dtype=torch.int64)
-        self.gram = torch.zeros(n_layers, B, B, dtype=torch.float64)
+        self.s1: dict[int, torch.Tensor] = {}  # matrix -> [B] Σ A
+        self.s2: dict[int, torch.Tensor] = {}  # matrix -> [B] Σ A²
+        self.cnt: dict[int, torch.Tensor] = {}  # matrix -> [B, n_thresholds]
+        self.gram: dict[int, torch.Tensor] = {}  # layer -> [B, B] Σ A_b A_c (float64)
         self.bad = torch.zeros(B, dtype=torch.bool)
         self.bad_where: dict[int, str] = {}
         self.pending: dict[str, dict[int, torch.Tensor]] = {g: {} for g in groups} if want_sums else {}
+
+    def gather(self, n_mats: int, n_thr: int, names: list[str]):
+        """Move the pass's per-sample results to the CPU (one sync) and flag non-finite samples."""
+        dev = lambda d: {k: v.to("cpu", torch.float64) for k, v in d.items()}  # noqa: E731
+        s1, s2 = dev(self.s1), dev(self.s2)
+        S1 = torch.zeros(self.B, n_mats, dtype=torch.float64)
+        S2 = torch.zeros(self.B, n_mats, dtype=torch.float64)
+        C = torch.zeros(self.B, n_mats, max(n_thr, 1), dtype=torch.int64)
+        for k, v in s1.items():
+            S1[:, k] = v
+            bad = ~torch.isfinite(v)
+            for b in bad.nonzero().flatten().tolist():
+                self.bad_where.setdefault(b, f"non-finite gradient in {names[k]}")
+            self.bad |= bad
+        for k, v in s2.items():
+            S2[:, k] = v
+        for k, v in self.cnt.items():
+            C[:, k, :n_thr] = v.cpu()
+        G = torch.zeros(self.n_layers, self.B, self.B, dtype=torch.float64)
+        for layer, v in self.gram.items():
+            G[layer] = v.to("cpu", torch.float64)
+        return S1, S2, C[:, :, :n_thr], G
 
 
 class ActivationScorer:
@@ -146,32 +175,66 @@ class ActivationScorer:
         b = torch.arange(h.shape[0], device=h.device)
         return (h[b, st.positions.to(h.device)].unsqueeze(1), *args[1:])
 
+    def _use_fused(self, sw: ScoredWeight, x: torch.Tensor, st: _BatchState) -> bool:
+        if self.opts.kernel == "unfused" or sw.transposed or x.dtype not in (torch.bfloat16, torch.float16):
+            return False
+        if len(st.pending) > 1:  # per-group sums of a mixed batch: the kernel sums over the whole batch
+            return False
+        ok = fused.available(x)
+        if self.opts.kernel == "fused" and not ok:
+            raise RuntimeError("kernel: fused needs Triton and a CUDA device; use kernel: auto or unfused")
+        return ok
+
+    def _reduce_fused(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
+        st = self._state
+        sw = self.weights[k]
+        want_gram = self.opts.gram
+        total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, tuple(self.opts.thresholds), want_gram)
+        st.s1[k] = s1
+        st.s2[k] = s2.to(torch.float64)
+        if want_gram:
+            flat = a16.view(a16.shape[0], -1)
+            try:
+                gm = torch.mm(flat, flat.T, out_dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):
+                gm = flat.float() @ flat.float().T
+            gm = gm.to(torch.float64)
+            st.gram[sw.layer] = st.gram[sw.layer] + gm if sw.layer in st.gram else gm
+        if self.opts.thresholds:
+            st.cnt[k] = cnt
+        for rows in st.pending.values():
+            rows[k] = total.to(self.sum_dtype)
+
     def _reduce(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
         st = self._state
         sw = self.weights[k]
+        if self._use_fused(sw, x, st):
+            return self._reduce_fused(k, x, d)
         W = sw.weight
-        xs = x.to(self.acc_dtype)
-        ds = d.to(self.acc_dtype)
-        # G_b = δ_bᵀ X_b for nn.Linear ([out, in]); X_bᵀ δ_b for GPT-2's Conv1D ([in, out])
-        G = torch.bmm(xs.transpose(1, 2), ds) if sw.transposed else torch.bmm(ds.transpose(1, 2), xs)
+        if x.is_cuda and x.dtype in (torch.bfloat16, torch.float16) and _HALF_BMM_FP32_OUT[0]:
+            # half-precision operands, float32 accumulation and output (no rounding of G to bf16)
+            a, b = (x.transpose(1, 2), d) if sw.transposed else (d.transpose(1, 2), x)
+            try:
+                G = torch.bmm(a, b, out_dtype=torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError):  # older torch: upcast instead
+                _HALF_BMM_FP32_OUT[0] = False
+                G = torch.bmm(a.float(), b.float())
+        else:
+            xs, ds = x.to(self.acc_dtype), d.to(self.acc_dtype)
+            # G_b = δ_bᵀ X_b for nn.Linear ([out, in]); X_bᵀ δ_b for GPT-2's Conv1D ([in, out])
+            G = torch.bmm(xs.transpose(1, 2), ds) if sw.transposed else torch.bmm(ds.transpose(1, 2), xs)
         A = G.mul_(W).abs_()
         B = A.shape[0]
         flat = A.view(B, -1)
         # float32 reductions are accurate to ~1e-7 here; converting A to float64 would cost more than the rest
-        s1 = flat.sum(1).to("cpu", torch.float64)
-        bad = ~torch.isfinite(s1)
-        if bad.any():
-            for b in bad.nonzero().flatten().tolist():
-                st.bad_where.setdefault(b, f"non-finite gradient in {sw.name}")
-            st.bad |= bad
-            return  # the batch is re-run without those samples; nothing here is kept
-        st.s1[:, k] = s1
+        st.s1[k] = flat.sum(1)
         if self.opts.gram or self.opts.stats:
-            gm = (flat @ flat.T).to("cpu", torch.float64)
-            st.s2[:, k] = gm.diagonal()
-            st.gram[sw.layer] += gm
-        for j, t in enumerate(self.opts.thresholds):
-            st.cnt[:, k, j] = (flat > t).sum(1).cpu()
+            gm = (flat @ flat.T).to(torch.float64)
+            st.s2[k] = gm.diagonal()
+            if self.opts.gram:
+                st.gram[sw.layer] = st.gram[sw.layer] + gm if sw.layer in st.gram else gm
+        if self.opts.thresholds:
+            st.cnt[k] = torch.stack([(flat > t).sum(1) for t in self.opts.thresholds], 1)
         for g, rows in st.pending.items():
             r = st.group_rows[g]
             rows[k] = (A.sum(0) if len(r) == B else A.index_select(0, r.to(A.device)).sum(0)).to(self.sum_dtype)
@@ -259,8 +322,7 @@ class ActivationScorer:
         mask = torch.arange(T)[None, :] < lengths[:, None]
         gnames = dict.fromkeys(groups[i] for i in idx)
         grows = {g: torch.tensor([r for r, i in enumerate(idx) if groups[i] == g]) for g in gnames}
-        st = _BatchState(B, len(self.weights), len(self.opts.thresholds), self.n_layers, grows,
-                         tgt.positions(self.opts.target, lengths), self.opts.sums)
+        st = _BatchState(B, self.n_layers, grows, tgt.positions(self.opts.target, lengths), self.opts.sums)
         self._state = st
         hidden = None
         try:
@@ -280,6 +342,7 @@ class ActivationScorer:
                     hidden = ((h * m).sum(1) / m.sum(1)).cpu().numpy()
                 del out
                 D.sum().backward()
+            st.stats = st.gather(len(self.weights), len(self.opts.thresholds), [w.name for w in self.weights])
         finally:
             self._state = None
         return st, hidden
@@ -294,16 +357,16 @@ class ActivationScorer:
                 else:
                     acc[name] = part.clone()
             res.n_samples[g] = res.n_samples.get(g, 0) + len(st.group_rows[g])
+        S1, S2, C, G = st.stats
         for r, i in enumerate(idx):
             res.sample_ids.append(ids[i])
             res.sample_groups.append(groups[i])
-            res.s1.append(st.s1[r].numpy())
-            res.s2.append(st.s2[r].numpy())
-            res.counts.append(st.cnt[r, :, : len(self.opts.thresholds)].numpy())
+            res.s1.append(S1[r].numpy())
+            res.s2.append(S2[r].numpy())
+            res.counts.append(C[r].numpy())
             if hidden is not None:
                 res.hidden[ids[i]] = hidden[r]
         if self.opts.gram:
-            G = st.gram
             for a in range(len(idx)):
                 for b in range(a + 1, len(idx)):
                     for layer in range(self.n_layers):

@@ -1,0 +1,103 @@
+"""Tile configurations of the fused kernel on the LLaMA-2-7B matrix shapes (GPU).
+
+For each configuration: check against a float64 reference on a slice, then time with
+triton.testing.do_bench (median).  Also times the frozen-weight forward+backward of the
+whole 7B-shaped model, the cap on end-to-end throughput.  Prints a table; --json saves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import triton
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from actpat.engine.fused import fused_reduce  # noqa: E402
+
+CONFIGS = [  # (BO, BI, BT, warps, stages)
+    (128, 128, 32, 8, 3), (128, 128, 64, 8, 3), (128, 256, 32, 8, 3), (256, 128, 32, 8, 3),
+    (128, 128, 64, 4, 4), (64, 128, 64, 4, 4), (128, 256, 64, 8, 3), (64, 256, 64, 8, 3),
+]
+SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # (out, in): attention, gate/up, down
+
+
+def check(cfg, B=4, T=256):
+    torch.manual_seed(1)
+    O, I = 384, 320
+    x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
+    d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
+    W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16)
+    s, s1, *_ = fused_reduce(x, d, W, (1.0,), False, block=cfg[:3], num_warps=cfg[3], num_stages=cfg[4])
+    A = (torch.einsum("bto,bti->boi", d.double(), x.double()) * W.double()).abs()
+    return float((s.double() - A.sum(0)).norm() / A.sum(0).norm())
+
+
+def frozen_fwd_bwd(B, T, layers):
+    from bench_scoring import llama7b_random
+
+    m = llama7b_random("cuda", layers)
+    ids = torch.randint(3, 32000, (B, T), device="cuda")
+    emb = m.get_input_embeddings()
+    h = emb.register_forward_hook(lambda mod, i, o: o.requires_grad_(True))
+
+    def step():
+        out = m(input_ids=ids, use_cache=False, logits_to_keep=1)
+        out.logits.float().max(-1).values.sum().backward()
+
+    ms = triton.testing.do_bench(step, warmup=200, rep=1500, return_mode="median")
+    h.remove()
+    del m
+    torch.cuda.empty_cache()
+    return ms
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--B", type=int, default=16)
+    ap.add_argument("--T", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    rows = []
+    B, T = a.B, a.T
+    for cfg in CONFIGS:
+        err = check(cfg)
+        row = {"config": cfg, "check_rel_err": err}
+        total_ms = 0.0
+        for O, I in SHAPES:
+            x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
+            d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
+            W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16)
+            ms = triton.testing.do_bench(lambda: fused_reduce(x, d, W, (1e-5, 1e-4), False, block=cfg[:3],
+                                                              num_warps=cfg[3], num_stages=cfg[4]),
+                                         warmup=100, rep=500, return_mode="median")
+            row[f"{O}x{I}_ms"] = ms
+            row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
+        # one block: 4 attention matrices + 2 x (11008x4096) + 1 x (4096x11008)
+        total_ms = 4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"] + row["4096x11008_ms"]
+        row["block_ms"] = total_ms
+        row["model_ms_per_batch"] = total_ms * a.layers
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    fb = frozen_fwd_bwd(B, T, a.layers)
+    print(json.dumps({"frozen_fwd_bwd_ms": fb, "samples_per_s": B / fb * 1e3}), flush=True)
+    best = min(rows, key=lambda r: r["model_ms_per_batch"])
+    print("\n| config (BO,BI,BT,warps,stages) | check | attn TFLOP/s | up TFLOP/s | down TFLOP/s | kernels ms/batch |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['check_rel_err']:.1e} | {r['4096x4096_tflops']:.0f} | "
+              f"{r['11008x4096_tflops']:.0f} | {r['4096x11008_tflops']:.0f} | {r['model_ms_per_batch']:.0f} |")
+    print(f"\nfrozen forward+backward: {fb:.0f} ms per batch of {B} ({B / fb * 1e3:.1f} samples/s)")
+    print(f"best: {best['config']}: predicted end-to-end {B / (fb + best['model_ms_per_batch']) * 1e3:.1f} samples/s")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"rows": rows, "frozen_fwd_bwd_ms": fb}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
