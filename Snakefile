@@ -36,6 +36,7 @@ include: "rules/score.smk"
 include: "rules/sts.smk"
 include: "rules/analysis.smk"
 include: "rules/report.smk"
+include: "rules/prune.smk"
 
 
 rule all:

@@ -298,3 +298,140 @@ def embeddings_enabled():
 def analysis_mem_mb(model):
     """Density streams one layer at a time: about four copies of a layer plus the top-k buffer."""
     return int(1024 + _size_b(model) * 1000 * 0.8)
+
+
+# ---- prune
+# Runs of prune.runs (actpat.prune.runs), their inputs and the config values each uses.
+
+from actpat.prune.runs import runs_by_name
+from actpat.prune.sequential import needs_calibration
+
+PRUNE_RUNS = runs_by_name(config["prune"]) if config["prune"]["enabled"] else {}
+
+
+def prune_run(wildcards):
+    return PRUNE_RUNS[wildcards.run]
+
+
+def activation_domain():
+    """Domain whose score store gives the paper allocation's N_i (default: the calibration set)."""
+    return (
+        config["prune"]["activation_domain"] or config["prune"]["calibration"]["domain"]
+    )
+
+
+def reserved_bottom(domain):
+    """Rows at the bottom of a domain table kept for evaluation (questions, MMLU shots)."""
+    zs = config["evaluation"]["zeroshot"]
+    if domain not in zs["domains"]:
+        return 0
+    shots = zs["mmlu_shots"] if config["domains"][domain]["format"] == "mmlu" else 0
+    return zs["questions"] + shots
+
+
+def eval_inputs(wildcards):
+    """Held-out text (unless read from the hub) and the zero-shot domain tables."""
+    ev = config["evaluation"]
+    out = {"model": model_input(wildcards)}
+    if not ev["perplexity"]["hub"]:
+        out["heldout"] = f"results/data/{ev['perplexity']['domain']}.heldout.txt"
+    for d in zeroshot_domains(wildcards):
+        out[f"zeroshot_{d}"] = f"results/data/{d}.parquet"
+    return out
+
+
+def zeroshot_domains(wildcards):
+    """Zero-shot tasks of a job: all for the dense model; for a pruned run only when its
+    sparsity is in evaluation.zeroshot.sparsities and its calibration seed in
+    evaluation.zeroshot.seeds (null = every run)."""
+    zs = config["evaluation"]["zeroshot"]
+    run = PRUNE_RUNS.get(getattr(wildcards, "run", None))
+    if run is None:
+        return zs["domains"]
+    s_ok = zs["sparsities"] is None or any(
+        abs(run.sparsity - s) < 1e-9 for s in zs["sparsities"]
+    )
+    seed_ok = zs["seeds"] is None or run.seed is None or run.seed in zs["seeds"]
+    return zs["domains"] if s_ok and seed_ok else []
+
+
+def prune_inputs(wildcards):
+    run = prune_run(wildcards)
+    out = eval_inputs(wildcards)
+    if needs_calibration(run.method, run.allocation):
+        out["calibration"] = f"results/data/{run.calibration}.parquet"
+    if run.allocation == "paper":
+        out["store"] = f"results/scores/{wildcards.model}/{activation_domain()}.zarr"
+    return out
+
+
+def eval_params():
+    """evaluation.* as keyword arguments of actpat.evaluate.suite.evaluate_model."""
+    ev = config["evaluation"]
+    return {
+        "ppl_hub": ev["perplexity"]["hub"],
+        "ppl_seq_len": ev["perplexity"]["seq_len"],
+        "ppl_max_windows": ev["perplexity"]["max_windows"],
+        "ppl_bos": ev["perplexity"]["bos"],
+        "questions": ev["zeroshot"]["questions"],
+        "mmlu_shots": ev["zeroshot"]["mmlu_shots"],
+    }
+
+
+def prune_run_params(wildcards):
+    """Only the prune.* values this run depends on (so editing OWL's M does not rerun Wanda)."""
+    run = prune_run(wildcards)
+    pr = config["prune"]
+    return {
+        "alpha": pr["alpha"] if run.allocation == "paper" else None,
+        "beta": pr["beta"] if run.allocation == "paper" else None,
+        "owl": pr["owl"] if run.allocation == "owl" else None,
+    }
+
+
+def calibration_params(wildcards):
+    run = prune_run(wildcards)
+    if not needs_calibration(run.method, run.allocation):
+        return None
+    cal = config["prune"]["calibration"]
+    return {"sequences": cal["sequences"], "seq_len": cal["seq_len"]}
+
+
+def prune_gamma(wildcards):
+    """The model's primary activation threshold, for the paper allocation only."""
+    if prune_run(wildcards).allocation != "paper":
+        return None
+    return model_spec(wildcards.model)["thresholds"][0]
+
+
+def prune_runtime(wildcards):
+    zs = config["evaluation"]["zeroshot"]
+    n = (
+        zs["questions"] * len(zeroshot_domains(wildcards))
+        + (config["evaluation"]["perplexity"]["max_windows"] or 64) * 4
+        + config["prune"]["calibration"]["sequences"] * 4
+    )
+    return runtime_for(wildcards.model, n, "eval")
+
+
+def prune_runtime_dense(wildcards):
+    zs = config["evaluation"]["zeroshot"]
+    n = (
+        zs["questions"] * len(zs["domains"])
+        + (config["evaluation"]["perplexity"]["max_windows"] or 64) * 4
+    )
+    return runtime_for(wildcards.model, n, "eval")
+
+
+def prune_targets():
+    if not config["prune"]["enabled"]:
+        return []
+    out = [f"results/eval/{m}/dense.json" for m in MODELS]
+    out += [f"results/eval/{m}/{r}.json" for m in MODELS for r in PRUNE_RUNS]
+    return out + [
+        "results/tables/pruning.parquet",
+        "results/tables/pruning_summary.parquet",
+        "results/tables/pruning.md",
+        "results/report/pruning_ppl.svg",
+        "results/report/pruning_ppl.png",
+    ]

@@ -217,10 +217,15 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
             need_domain("evaluation.zeroshot.domains", d, mc=True)
         if len(set(ev["zeroshot"]["domains"])) != len(ev["zeroshot"]["domains"]):
             out.append(f"evaluation.zeroshot.domains: duplicate names in {ev['zeroshot']['domains']}")
-        used = sc["samples"] + ev["zeroshot"]["questions"]
-        if used > cfg["data"]["pool"] and ev["zeroshot"]["domains"]:
-            out.append(f"evaluation.zeroshot.questions: scoring samples + questions ({used}) exceed data.pool "
-                       f"({cfg['data']['pool']}); evaluation questions must not overlap scored samples")
+        for d in ev["zeroshot"]["domains"]:
+            if d not in names:
+                continue
+            shots = ev["zeroshot"]["mmlu_shots"] if domains[d]["format"] == "mmlu" else 0
+            used = (domains[d].get("samples") or sc["samples"]) + ev["zeroshot"]["questions"] + shots
+            if used > cfg["data"]["pool"]:
+                out.append(f"evaluation.zeroshot.questions: for domain {d!r}, scored samples + questions"
+                           f"{' + MMLU shots' if shots else ''} ({used}) exceed data.pool ({cfg['data']['pool']}); "
+                           "evaluation questions must not overlap scored samples")
 
     for name, ps in cfg["sts"]["pairsets"].items():
         if ps["source"] == "local" and not (base / ps["path"]).is_file():

@@ -1,0 +1,113 @@
+# Validations 1-2: activation-guided layer-wise pruning, calibration relevance, evaluation.
+# One job per run prunes and evaluates in one process (pruned weights need not be saved);
+# see actpat.prune.job for the outputs and docs/contracts.md for their columns.
+
+
+wildcard_constraints:
+    run=alternatives(PRUNE_RUNS),
+
+
+rule prune_evaluate:
+    input:
+        unpack(prune_inputs),
+    output:
+        **(
+            {"weights": directory("results/prune/{model}/{run}/model")}
+            if config["prune"]["save_models"]
+            else {}
+        ),
+        sparsity="results/prune/{model}/{run}/sparsity.parquet",
+        masks="results/prune/{model}/{run}/masks.npz",
+        eval="results/eval/{model}/{run}.json",
+    log:
+        "logs/prune_evaluate/{model}/{run}.log",
+    conda:
+        "../envs/actpat.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda w: mem_mb_for(w.model, "prune"),
+        runtime=prune_runtime,
+        gpu=lambda w: gpu_for(w.model),
+    params:
+        load=model_load_params,
+        run=lambda w: prune_run(w).as_dict(),
+        calibration=calibration_params,
+        reserved_bottom=lambda w: (
+            reserved_bottom(prune_run(w).calibration) if calibration_params(w) else 0
+        ),
+        prune=prune_run_params,
+        gamma=prune_gamma,
+        evaluation=eval_params(),
+        zeroshot_domains=zeroshot_domains,
+    script:
+        "../scripts/prune_evaluate.py"
+
+
+rule evaluate_dense:
+    input:
+        unpack(eval_inputs),
+    output:
+        eval="results/eval/{model}/dense.json",
+    log:
+        "logs/evaluate_dense/{model}.log",
+    conda:
+        "../envs/actpat.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda w: mem_mb_for(w.model, "eval"),
+        runtime=prune_runtime_dense,
+        gpu=lambda w: gpu_for(w.model),
+    params:
+        load=model_load_params,
+        run=None,
+        calibration=None,
+        reserved_bottom=0,
+        prune=None,
+        gamma=None,
+        evaluation=eval_params(),
+        zeroshot_domains=zeroshot_domains,
+    script:
+        "../scripts/prune_evaluate.py"
+
+
+rule pruning_table:
+    input:
+        evals=lambda w: [f"results/eval/{m}/dense.json" for m in MODELS]
+        + [f"results/eval/{m}/{r}.json" for m in MODELS for r in PRUNE_RUNS],
+    output:
+        table="results/tables/pruning.parquet",
+        summary="results/tables/pruning_summary.parquet",
+        markdown="results/tables/pruning.md",
+        svg=report(
+            "results/report/pruning_ppl.svg",
+            caption="../report/pruning_ppl.rst",
+            category="Validations 1-2: pruning",
+            labels={"figure": "perplexity vs sparsity", "format": "svg"},
+        ),
+        png=report(
+            "results/report/pruning_ppl.png",
+            caption="../report/pruning_ppl.rst",
+            category="Validations 1-2: pruning",
+            labels={"figure": "perplexity vs sparsity", "format": "png"},
+        ),
+        section="results/report/sections/pruning.json",
+    log:
+        "logs/pruning_table/pruning_table.log",
+    localrule: True
+    conda:
+        "../envs/actpat.yaml"
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        zeroshot_domains=config["evaluation"]["zeroshot"]["domains"],
+    script:
+        "../scripts/pruning_table.py"
+
+
+add_targets(prune_targets)
+add_report_section(
+    lambda: (
+        ["results/report/sections/pruning.json"] if config["prune"]["enabled"] else []
+    )
+)

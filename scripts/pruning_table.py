@@ -1,0 +1,10 @@
+"""Tables 1-2 of the paper (per run and mean ± std over seeds) and the perplexity chart."""
+
+from actpat.evaluate.tables import write_outputs
+from actpat.workflow import rule_logging
+
+with rule_logging(snakemake) as log:
+    out = snakemake.output
+    df = write_outputs(snakemake.input.evals, snakemake.params.zeroshot_domains, table=out.table,
+                       summary=out.summary, markdown_path=out.markdown, svg=out.svg, png=out.png, section=out.section)
+    log.info("%d runs tabulated", df.height)

@@ -1,0 +1,122 @@
+"""Per-layer sparsity allocations: how an overall target S is shared among decoder blocks.
+
+Every rule returns one sparsity per block (layer 0 first) whose size-weighted mean is S:
+
+* ``uniform``: S everywhere (Wanda, SparseGPT, magnitude as published).
+* ``paper``:   the paper's rule (paper.md §2.4) from N_i, the number of weights of block i
+  whose mean activation exceeds gamma: N'_i = sigmoid(z_i + alpha/i) with z the population
+  z-score of N and i 1-indexed, then S_i = S + beta*S*(1 - N'_i*L / sum N').  Blocks with
+  many activated weights are pruned less.
+* ``owl``:     OWL (Yin et al. 2024, released code ``lib/prune_all.py``): the block's share of
+  Wanda scores above M x the block mean (LOD, in percent), min-max scaled to [0, 2*lambda],
+  mean-centred; block density = that + (1 - S).  Blocks with more outliers are pruned less.
+
+Both non-uniform rules have mean exactly S by construction when blocks have equal sizes
+(true for LLaMA-family models).  When a value has to be clipped to [0, 1], or blocks differ
+in size, ``fit_to_target`` shifts the unclipped blocks by one common constant until the
+size-weighted mean is S again; the adjustment is reported, never silent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+ALLOCATIONS = ("uniform", "paper", "owl")
+
+
+class AllocationError(ValueError):
+    pass
+
+
+def _check_target(target: float) -> None:
+    if not 0.0 <= target < 1.0:
+        raise AllocationError(f"target sparsity {target} must be in [0, 1)")
+
+
+def uniform_allocation(n_layers: int, target: float) -> np.ndarray:
+    _check_target(target)
+    return np.full(n_layers, float(target))
+
+
+def paper_allocation(counts: Sequence[float], target: float, alpha: float = 2.0, beta: float = 0.2) -> np.ndarray:
+    """The paper's S_i from per-block activated-weight counts N_i (block 0 first)."""
+    _check_target(target)
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or n.size == 0:
+        raise AllocationError(f"counts must be a non-empty 1-D sequence, got shape {n.shape}")
+    L = n.size
+    std = n.std()  # population std (ddof=0): the only choice that reproduces the published lists
+    # All blocks equally active: no information, only the alpha/i term remains.
+    z = (n - n.mean()) / std if std > 0 else np.zeros(L)
+    i = np.arange(1, L + 1, dtype=np.float64)  # 1-indexed, as in the paper
+    n_prime = 1.0 / (1.0 + np.exp(-(z + alpha / i)))
+    return target + beta * target * (1.0 - n_prime * L / n_prime.sum())
+
+
+def outlier_ratio(scores: Sequence[torch.Tensor], M: float) -> float:
+    """OWL's ``check_outlier_mean`` over a block: percent of scores above M x their mean.
+
+    ``scores`` are the block's matrices (flattened together, as OWL concatenates them).
+    The mean is accumulated in float64.
+    """
+    total = sum(float(s.double().sum()) for s in scores)
+    numel = sum(s.numel() for s in scores)
+    if numel == 0:
+        raise AllocationError("outlier_ratio of an empty block")
+    thresh = total / numel * M
+    count = sum(int((s.double() > thresh).sum()) for s in scores)
+    return 100.0 * count / numel
+
+
+def owl_allocation(lod: Sequence[float], target: float, lam: float = 0.08) -> np.ndarray:
+    """OWL's per-block sparsity from the layer outlier distribution ``lod`` (block 0 first)."""
+    _check_target(target)
+    d = np.asarray(lod, dtype=np.float64)
+    span = d.max() - d.min()
+    # Identical outlier ratios everywhere: OWL would divide by zero; the allocation is uniform.
+    scaled = (d - d.min()) * (2 * lam / span) if span > 0 else np.zeros_like(d)
+    density = scaled - scaled.mean() + (1.0 - target)
+    return 1.0 - density
+
+
+def fit_to_target(
+    sparsity: Sequence[float],
+    target: float,
+    sizes: Sequence[float] | None = None,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    tol: float = 1e-12,
+) -> tuple[np.ndarray, bool]:
+    """Clip to [lo, hi] and shift the unclipped blocks so the size-weighted mean is ``target``.
+
+    Returns (sparsities, adjusted).  ``adjusted`` is False when the input already satisfied
+    both constraints (the usual case: the rules above are exact for equal-size blocks).
+    """
+    s = np.asarray(sparsity, dtype=np.float64).copy()
+    w = np.ones_like(s) if sizes is None else np.asarray(sizes, dtype=np.float64)
+    if s.shape != w.shape:
+        raise AllocationError(f"{s.size} sparsities but {w.size} block sizes")
+    if not lo <= target <= hi:
+        raise AllocationError(f"target {target} outside [{lo}, {hi}]")
+    orig = s.copy()
+    for _ in range(10 * s.size + 10):
+        s = np.clip(s, lo, hi)
+        gap = target * w.sum() - (w * s).sum()
+        if abs(gap) <= tol * w.sum():
+            break
+        free = (s > lo) if gap < 0 else (s < hi)
+        if not free.any():
+            raise AllocationError(f"cannot reach mean sparsity {target} within [{lo}, {hi}]")
+        s[free] += gap / w[free].sum()
+    adjusted = not np.allclose(s, orig, rtol=0, atol=tol)
+    return s, adjusted
+
+
+def pruned_per_row(n: int, sparsity: float) -> int:
+    """Weights zeroed out of ``n``: Wanda's ``int(n * S)``, guarded against float round-down
+    (e.g. 100 * 0.29 = 28.999999999999996 would otherwise drop one weight)."""
+    return min(n, int(math.floor(n * sparsity + 1e-9)))

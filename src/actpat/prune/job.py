@@ -1,0 +1,168 @@
+"""One workflow job: load a model, prune it for one run (or not: ``dense``), evaluate, write.
+
+Pruning and evaluation happen in the same process so pruned weights never need to be
+written (``prune.save_models`` writes them anyway, as safetensors).  Outputs:
+
+* ``results/prune/<model>/<run>/sparsity.parquet``: one row per decoder block
+  (``layer, target, achieved, n_weights, n_pruned, n_expected`` plus the allocation's input:
+  ``n_active`` for the paper rule, ``lod`` for OWL, ``rule`` = the rule's value before any
+  clipping), with run columns (``model, run, method, allocation, calibration, seed, sparsity``);
+* ``results/prune/<model>/<run>/masks.npz``: bit-packed masks (True = pruned), see
+  ``actpat.prune.masks.load_masks``;
+* ``results/eval/<model>/<run>.json``: perplexity, zero-shot accuracies per task and scorer,
+  per-question predictions, sparsity check, timings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping
+
+import polars as pl
+import torch
+
+from .. import __version__
+from ..atomic import write_json, write_parquet
+from ..evaluate.suite import evaluate_model
+from .calibration import build_calibration, example_texts, usable_rows
+from .masks import save_masks
+from .runs import PruneRun
+from .sequential import PruneResult, needs_calibration, prune_model
+
+log = logging.getLogger(__name__)
+
+
+def calibration_ids(table_path: str | Path, tokenizer, *, sequences: int, seq_len: int, seed: int,
+                    reserved_bottom: int = 0) -> tuple[torch.Tensor, dict]:
+    """Calibration token ids from a domain table (rows from the top, evaluation rows excluded)."""
+    table = pl.read_parquet(table_path)
+    n = usable_rows(table.height, reserved_bottom, table_path)
+    ids, record = build_calibration(example_texts(table, n), tokenizer, n_sequences=sequences, seq_len=seq_len,
+                                    seed=seed)
+    record["table"] = str(table_path)
+    record["rows_used_from_top"] = n
+    return ids, record
+
+
+def save_model_dir(model, tokenizer, out: str | Path) -> Path:
+    """Pruned weights as a safetensors model directory, written under a temporary name first."""
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def activation_counts(store: str | Path, gamma: float, n_layers: int | None = None):
+    """N_i of the paper's allocation: per block, weights whose mean activation exceeds gamma."""
+    from ..engine.store import ScoreStore, layer_counts
+
+    attrs = ScoreStore(store).attrs
+    if attrs.get("kind", "mean") != "mean":
+        raise ValueError(f"{store} holds shard sums, not means; use the merged store")
+    counts = layer_counts(store, [gamma])[gamma]
+    if n_layers is not None and len(counts) != n_layers:
+        raise ValueError(f"{store} has {len(counts)} layers but the model has {n_layers}; it was scored with "
+                         "another model")
+    if counts.sum() == 0:
+        raise ValueError(f"{store}: no weight has a mean activation above gamma = {gamma}; lower "
+                         "models.<model>.thresholds[0] (the primary threshold)")
+    log.info("activated weights per block (gamma %g, %s): %s", gamma, store, counts.tolist())
+    return counts
+
+
+def sparsity_frame(result: PruneResult, model_name: str, run: PruneRun) -> pl.DataFrame:
+    rows = []
+    for r in result.layers:
+        i = r["layer"]
+        rows.append({
+            "model": model_name, "run": run.name, "method": run.method, "allocation": run.allocation,
+            "calibration": run.calibration, "seed": run.seed, "sparsity": run.sparsity, **r,
+            "rule": result.extra["rule"][i],
+            "n_active": result.extra["n_active"][i] if "n_active" in result.extra else None,
+            "lod": result.extra["lod"][i] if "lod" in result.extra else None,
+        })
+    return pl.DataFrame(rows, schema_overrides={"calibration": pl.String, "seed": pl.Int64, "n_active": pl.Int64,
+                                                "lod": pl.Float64})
+
+
+def sparsity_check(result: PruneResult) -> dict:
+    """The global check: allocated mean == target, and what per-row rounding left over."""
+    return {
+        "target": result.target, "allocated_mean": result.allocated, "achieved": result.achieved,
+        "n_weights": result.n_weights, "n_pruned": result.n_pruned, "n_expected": result.expected_pruned,
+        "counts_exact": result.n_pruned == result.expected_pruned, "allocation_adjusted": result.adjusted,
+    }
+
+
+def prune_and_evaluate(
+    model,
+    tokenizer,
+    *,
+    model_name: str,
+    run: PruneRun | None,
+    calibration_table: str | Path | None = None,
+    calibration: Mapping | None = None,
+    reserved_bottom: int = 0,
+    counts=None,
+    prune_params: Mapping | None = None,
+    eval_params: Mapping,
+    out_eval: str | Path,
+    out_sparsity: str | Path | None = None,
+    out_masks: str | Path | None = None,
+    out_model: str | Path | None = None,
+) -> dict:
+    """Prune ``model`` in place for ``run`` (``None`` = dense), evaluate, and write the outputs."""
+    record: dict = {"model": model_name, "actpat_version": __version__, "timings_s": {}}
+    t0, c0 = time.perf_counter(), time.process_time()
+    if run is None:
+        record.update(run="dense", method="dense", allocation=None, calibration=None, seed=None, sparsity=0.0)
+    else:
+        record.update(run.as_dict(), run=run.name)
+        ids = None
+        if needs_calibration(run.method, run.allocation):
+            ids, cal = calibration_ids(calibration_table, tokenizer, sequences=calibration["sequences"],
+                                       seq_len=calibration["seq_len"], seed=run.seed, reserved_bottom=reserved_bottom)
+            record["calibration_set"] = {k: v for k, v in cal.items() if k != "examples"}
+            log.info("calibration: %d x %d tokens from %s (seed %d, %d examples used, %d reused)", *ids.shape,
+                     calibration_table, run.seed, sum(len(e) for e in cal["examples"]), cal["reused"])
+        pp = {k: v for k, v in (prune_params or {}).items() if v is not None}
+        owl = pp.get("owl") or {}
+        result = prune_model(
+            model, method=run.method, target=run.sparsity, allocation=run.allocation, calibration_ids=ids,
+            counts=counts, alpha=pp.get("alpha", 2.0), beta=pp.get("beta", 0.2), owl_M=owl.get("M", 5.0),
+            owl_lambda=owl.get("lambda", 0.08), batch_size=pp.get("batch_size", 8))
+        check = sparsity_check(result)
+        record["sparsity_check"] = check
+        log.info("pruned %d of %d weights: achieved %.6f, target %.4f, allocated mean %.6f%s", result.n_pruned,
+                 result.n_weights, result.achieved, result.target, result.allocated,
+                 " (allocation clipped and renormalised)" if result.adjusted else "")
+        if not check["counts_exact"]:
+            log.warning("pruned %d weights, the per-row/per-block counts add up to %d (SparseGPT zeroes inputs that "
+                        "never fire as well)", result.n_pruned, result.expected_pruned)
+        write_parquet(sparsity_frame(result, model_name, run), out_sparsity)
+        save_masks(out_masks, result.masks, {"model": model_name, **run.as_dict()})
+        if out_model:
+            save_model_dir(model, tokenizer, out_model)
+        record["timings_s"]["prune"] = time.perf_counter() - t0
+    ev = evaluate_model(model, tokenizer, **eval_params)
+    record["timings_s"].update(ev.pop("timings_s"))
+    record.update(ev)
+    record["timings_s"]["job"] = time.perf_counter() - t0
+    record["timings_s"]["job_cpu"] = time.process_time() - c0
+    write_json(record, out_eval)
+    return record
