@@ -93,8 +93,8 @@ def model_load_params(wildcards):
 # ------------------------------------------------------------------------ resources
 # Generic resources only (mem_mb, runtime in minutes, gpu); cluster specifics live in profiles/.
 # Sizes follow the scorer's design: weights in the configured dtype, the per-weight sums in
-# float32 (float64 for float64 models) on the scoring device, and per-sample gradients of one
-# matrix at a time (a few % of the model).  docs/cluster.md has a worked 7B example.
+# float32 (float64 for float64 models) on the scoring device, plus activations and per-sample
+# gradient tiles of the batch.  docs/cluster.md has a worked 7B example.
 
 _DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
 _GPU_GB = 80  # usable memory of one GPU (A100/H100 80 GB); larger GPUs: set gpu in the profile
@@ -145,13 +145,15 @@ def mem_mb_for(model, kind="score"):
 
 def gpu_for(model):
     """GPUs of a model job: 0 on CPU; 1 with device cuda/auto (a model runs on one device);
-    with device_map auto, enough GPUs for the weights plus the float32 sums (+10%, +2 GB).
+    with device_map auto, enough GPUs for the weights, the float32 sums and the activations
+    kept for the backward pass (x1.7 + 4 GB: 7B bf16 at batch 16 peaked at 67 GiB on an H200,
+    benchmarks/NOTES.md).
     """
     if not on_gpu(model):
         return 0
     if model_spec(model).get("device_map") != "auto":
         return 1
-    need_gb = 1.1 * (_weight_gb(model) + _sums_gb(model)) + 2
+    need_gb = 1.7 * (_weight_gb(model) + _sums_gb(model)) + 4
     return max(1, int(-(-need_gb // _GPU_GB)))
 
 

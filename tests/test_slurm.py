@@ -27,8 +27,8 @@ import pytest
 import yaml
 import zarr
 
-from smkrun import (REPO, TINY_CONFIG, job_keys, key, local_rules, parse_jobs, save_tiny_model, snakemake,
-                    tiny_targets, tiny_workdir)
+from smkrun import (REPO, job_keys, key, local_rules, parse_jobs, save_tiny_model, snakemake, tiny_targets,
+                    tiny_workdir)
 
 pytestmark = pytest.mark.slurm
 
@@ -272,56 +272,49 @@ def test_slurm_profile_placeholders_and_gpu_rules():
 
 # ------------------------------------------------------------------ 7B dry run
 
-PAPER_7B = {
-    "models": {"llama2-7b": {"source": "hub", "id": "meta-llama/Llama-2-7b-hf", "device": "cuda",
-                             "dtype": "bfloat16", "size_b": 6.7, "layers": 32,
-                             "thresholds": [2.0e-5, 2.0e-6]}},
-    "domains": {
-        "boolq": {"source": "hub", "format": "boolq", "path": "google/boolq", "split": "validation"},
-        "c4": {"source": "hub", "format": "text", "path": "allenai/c4", "split": "validation",
-               "data_files": "en/c4-validation.00000-of-00008.json.gz"},
-        "gsm8k": {"source": "hub", "format": "gsm8k", "path": "openai/gsm8k", "name": "main", "split": "test"},
-        "hellaswag": {"source": "hub", "format": "hellaswag", "path": "Rowan/hellaswag"},
-        "humaneval": {"source": "hub", "format": "humaneval", "path": "openai/openai_humaneval", "split": "test"},
-        "mmlu": {"source": "hub", "format": "mmlu", "path": "cais/mmlu", "name": "all", "split": "test"},
-        "piqa": {"source": "hub", "format": "piqa", "path": "ybisk/piqa"},
-        "siqa": {"source": "hub", "format": "siqa", "path": "allenai/social_i_qa"},
-        "wikitext": {"source": "hub", "format": "text", "path": "Salesforce/wikitext", "name": "wikitext-2-raw-v1",
-                     "split": "test"},
-    },
-    "data": {"pool": 320},
-    "scoring": {"samples": 64, "batch_size": 8, "shard_size": 16},
-    "similarity": {"samples": 64, "per_batch": 2},
-    "relevance": {"embedding_asset": None},
-    "prune": {"enabled": False},
-}
+PAPER = REPO / "config" / "paper.yaml"
+GPU_RULES = {"score_shard", "score_panel", "score_pairs", "prune_evaluate", "evaluate_dense"}
 
 
+@pytest.mark.skipif(not PAPER.is_file(), reason="config/paper.yaml is absent")
 def test_7b_dry_run_with_the_slurm_profile(tmp_path):
-    """Hub model and hub domains have no input files, so the dry run needs no network."""
-    cfg = tmp_path / "paper-7b.yaml"
-    cfg.write_text(yaml.safe_dump(PAPER_7B))
-    run = snakemake(tmp_path, "-n", "--executor", "slurm", "--workflow-profile", str(PROFILE),
-                    "results/scores/llama2-7b/boolq.zarr", *[f"results/scores/llama2-7b/{d}.zarr"
-                                                            for d in PAPER_7B["domains"]],
-                    "results/similarity/llama2-7b/panel.gram.parquet", configfile=cfg, timeout=120)
+    """The paper's settings (Llama-2-7B from the hub, 9 hub domains) with the SLURM profile:
+    a hub model and hub datasets are no input files, so the dry run needs no network."""
+    cfg = yaml.safe_load(PAPER.read_text())
+    run = snakemake(tmp_path, "-n", "--executor", "slurm", "--workflow-profile", str(PROFILE), configfile=PAPER,
+                    timeout=180)
     assert run.returncode == 0, run.tail()
     jobs = parse_jobs(run.output)
     count = {}
     for j in jobs:
         count[j.rule] = count.get(j.rule, 0) + 1
-    # 9 domains x 64 samples / shard_size 16 = 36 shards; panel: 64 per domain in shards of 16
-    assert count == {"domain_table": 9, "score_shard": 36, "merge_scores": 9, "score_panel": 4, "merge_panel": 1}
+    (model, spec), = cfg["models"].items()
+    assert (spec["source"], spec["device"], spec["dtype"], spec["size_b"]) == ("hub", "cuda", "bfloat16", 6.7)
+    sc, sim = cfg["scoring"], cfg["similarity"]
+    # 9 domains x 64 samples / shard_size 16 = 36 scoring shards, one merge per domain
+    assert count["score_shard"] == len(cfg["domains"]) * -(-sc["samples"] // sc["shard_size"]) == 36
+    assert count["merge_scores"] == len(cfg["domains"]) == 9
+    assert count["score_panel"] == -(-sim["samples"] // sc["shard_size"]) == 4 and count["merge_panel"] == 1
+    assert count["score_pairs"] == len(cfg["sts"]["pairsets"])
+    assert "convert_model" not in count  # hub weights: nothing to convert
+    print("paper.yaml dry run:", json.dumps(count))
+    local = local_rules()
+    weight_gb = 6.7 * 2
     for j in jobs:
         r = j.resources
-        if j.rule in ("score_shard", "score_panel"):
-            assert r["gpu"] == "1" and r["slurm_partition"] == "<gpu-partition>"
-            # host memory: bf16 weights (13.4 GB) x 1.5 while loading + 4 GB; 7B runs on the GPU
-            assert int(r["mem_mb"]) == int((1.5 * 6.7 * 2 + 4) * 1024) > 13.4 * 1024
-            assert int(r["runtime"]) >= 10
-        elif j.rule == "merge_scores":  # float32 means of 6.7e9 weights (+20%, +2 GB)
-            assert "gpu" not in r and int(r["mem_mb"]) == int((1.2 * 6.7 * 4 + 2) * 1024)
-            assert r["slurm_partition"] == "<cpu-partition>"
+        assert j.rule in local or set(r) >= {"mem_mb", "runtime"}, j
+        if j.rule in GPU_RULES:
+            assert j.rule not in local and r["gpu"] == "1" and r["slurm_partition"] == "<gpu-partition>", j
+            assert int(r["mem_mb"]) > weight_gb * 1024  # the host holds the bf16 weights while loading
         else:
-            assert "gpu" not in r
-    assert {"domain_table", "merge_panel"} <= local_rules()
+            assert "gpu" not in r, j
+            if j.rule not in local:
+                assert r["slurm_partition"] == "<cpu-partition>", j
+        if j.rule in ("score_shard", "score_panel"):
+            assert int(r["mem_mb"]) == int((1.5 * weight_gb + 4) * 1024)
+            assert 10 <= int(r["runtime"]) <= 60
+        if j.rule == "merge_scores":  # float32 means of 6.7e9 weights (+20%, +2 GB)
+            assert int(r["mem_mb"]) == int((1.2 * 6.7 * 4 + 2) * 1024)
+        if any(o.endswith((".svg", ".png", ".html")) for o in j.output):
+            assert j.rule in local, f"{j.rule} writes a figure or page but is not a localrule"
+    assert {"domain_table", "merge_panel", "analysis_figures", "report_html"} <= {j.rule for j in jobs} & local
