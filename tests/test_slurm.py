@@ -116,6 +116,15 @@ def cancel_when_running(workdir: Path, comment: str, found: dict):
     return start
 
 
+def on_slurm(workdir: Path, *args, timeout: float, on_start=None):
+    """A SLURM run; if it had to be killed, its queued and running jobs are cancelled too."""
+    run = snakemake(workdir, *slurm_args(), *args, timeout=timeout, on_start=on_start)
+    if run.timed_out:
+        for uuid in re.findall(r"SLURM run ID: (\S+)", run.output):
+            _sh("scancel", f"--name={uuid}")  # the plugin names every job of a run by its run ID
+    return run
+
+
 def submissions(run) -> dict[str, Path]:
     """SLURM job id -> the plugin's log file, from the run's output."""
     return {jid: Path(log) for _, jid, log in SUBMITTED.findall(run.output)}
@@ -135,8 +144,7 @@ def runs(slurm_cluster, tmp_path_factory):
     t0 = time.monotonic()
     cancelled: dict = {}
     comment = f"rule_{LOST[0]}_wildcards_tiny_{LOST[1]}_{LOST[2]}"
-    first = snakemake(swd, *slurm_args(), *TARGETS, timeout=240,
-                      on_start=cancel_when_running(swd, comment, cancelled))
+    first = on_slurm(swd, *TARGETS, timeout=240, on_start=cancel_when_running(swd, comment, cancelled))
     after_first = sorted(p.relative_to(swd).as_posix() for p in (swd / "results").rglob("*.zarr/zarr.json"))
     piqa_after_first = sorted(p.name for p in (swd / "results/scores/tiny/shards/piqa").iterdir())
     # the reference run on the head node overlaps the second SLURM run, which mostly waits on squeue
@@ -145,7 +153,7 @@ def runs(slurm_cluster, tmp_path_factory):
         lwd, "--workflow-profile", str(REPO / "profiles" / "local"), "--cores", "2",
         "--set-threads", "score_shard=1", "--", *TARGETS, timeout=240)))
     ref.start()
-    second = snakemake(swd, *slurm_args(), *TARGETS, timeout=180)
+    second = on_slurm(swd, *TARGETS, timeout=180)
     seconds = time.monotonic() - t0
     ref.join()
     local = local_box["run"]
@@ -234,12 +242,12 @@ def test_results_equal_a_local_run(runs):
     local_run = runs["local_run"]
     assert local_run.returncode == 0, local_run.tail()
     assert runs["second"].returncode == 0
-    on_slurm, local = _files(runs["slurm"]), _files(runs["local"])
-    assert sorted(on_slurm) == sorted(local)
+    remote, local = _files(runs["slurm"]), _files(runs["local"])
+    assert sorted(remote) == sorted(local)
     assert sum(p.endswith(".parquet") for p in local) == 2 + 2 * 2 + 4 * 2  # tables, merged, shard tables
     assert sum(p.endswith(".zarr") for p in local) == 2 + 4
     for rel, path in local.items():
-        other = on_slurm[rel]
+        other = remote[rel]
         if rel.endswith(".parquet"):  # deterministic: same bytes
             assert path.read_bytes() == other.read_bytes(), rel
         else:
