@@ -92,6 +92,12 @@ def model_load_params(wildcards):
 
 # ------------------------------------------------------------------------ resources
 # Generic resources only (mem_mb, runtime in minutes, gpu); cluster specifics live in profiles/.
+# Sizes follow the scorer's design: weights in the configured dtype, the per-weight sums in
+# float32 (float64 for float64 models) on the scoring device, plus activations and per-sample
+# gradient tiles of the batch.  docs/cluster.md has a worked 7B example.
+
+_DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
+_GPU_GB = 80  # usable memory of one GPU (A100/H100 80 GB); larger GPUs: set gpu in the profile
 
 
 def _size_b(model):
@@ -105,30 +111,63 @@ def on_gpu(model):
     )
 
 
+def _weight_gb(model):
+    """GB of the model's weights in its configured dtype."""
+    return _size_b(model) * _DTYPE_BYTES[model_spec(model).get("dtype", "float32")]
+
+
+def _sums_gb(model):
+    """GB of one accumulator per weight (float32, float64 for float64 models)."""
+    fp64 = model_spec(model).get("dtype") == "float64"
+    return _size_b(model) * (8 if fp64 else 4)
+
+
 def mem_mb_for(model, kind="score"):
-    """Host memory: weights in float32 plus per-kind working memory."""
-    gb = (
-        _size_b(model) * 4 * {"score": 3.0, "prune": 2.5, "eval": 1.5}.get(kind, 2.0)
-        + 2
-    )
+    """Host memory (MB) of one job of ``kind`` on ``model``.
+
+    score: on CPU the weights, the sums and as much again for activations and gradients;
+           on GPU those live on the GPU and the host only holds the weights while loading
+           (transformers loads on CPU, then moves them) plus about 4 GB of libraries.
+    merge: every weight's mean in float32 plus one float64 array being summed.
+    Other kinds (prune, eval, ...): float32 weights times a working-memory factor.
+    """
+    if kind == "score":
+        if on_gpu(model):
+            gb = 1.5 * _weight_gb(model) + 4
+        else:
+            gb = 2 * _weight_gb(model) + _sums_gb(model) + 2
+    elif kind == "merge":
+        gb = 1.2 * _sums_gb(model) + 2
+    else:
+        gb = _size_b(model) * 4 * {"prune": 2.5, "eval": 1.5}.get(kind, 2.0) + 2
     return int(gb * 1024)
 
 
 def gpu_for(model):
+    """GPUs of a model job: 0 on CPU; 1 with device cuda/auto (a model runs on one device);
+    with device_map auto, enough GPUs for the weights, the float32 sums and the activations
+    kept for the backward pass (x1.7 + 4 GB: 7B bf16 at batch 16 peaked at 67 GiB on an H200,
+    benchmarks/NOTES.md).
+    """
     if not on_gpu(model):
         return 0
-    per_gpu_gb = 80  # conservative usable memory per GPU for scoring (weights + per-sample gradients)
-    return max(1, int(-(-_size_b(model) * 2 * 4 // per_gpu_gb)))
+    if model_spec(model).get("device_map") != "auto":
+        return 1
+    need_gb = 1.7 * (_weight_gb(model) + _sums_gb(model)) + 4
+    return max(1, int(-(-need_gb // _GPU_GB)))
 
 
 def runtime_for(model, samples, kind="score"):
-    """Minutes: samples x per-sample cost scaled by size (CPU ~1 s per 0.1B at 256 tokens)."""
+    """Minutes: loading the weights (0.2 GB/s, a slow shared file system) plus samples x
+    per-sample cost scaled by size (CPU ~1 s per 0.1B at 256 tokens), doubled for safety.
+    """
     per_sample_s = (
         _size_b(model)
         * (0.15 if on_gpu(model) else 10.0)
         * {"score": 1.0, "eval": 0.5}.get(kind, 1.0)
     )
-    return int(10 + samples * per_sample_s / 60 * 2)
+    load_s = _weight_gb(model) / 0.2
+    return int(10 + (load_s + samples * per_sample_s) / 60 * 2)
 
 
 # ---- data

@@ -10,6 +10,7 @@ rule domain_table:
         "results/data/{domain}.parquet",
     log:
         "logs/domain_table/{domain}.log",
+    localrule: True
     conda:
         "../envs/actpat.yaml"
     resources:
@@ -32,6 +33,7 @@ rule heldout_text:
         "logs/heldout_text/{domain}.log",
     wildcard_constraints:
         domain=alternatives(TEXT_DOMAINS),
+    localrule: True
     conda:
         "../envs/actpat.yaml"
     resources:
@@ -54,6 +56,7 @@ rule pairset:
         "logs/pairset/{pairset}.log",
     wildcard_constraints:
         pairset=alternatives(PAIRSETS),
+    localrule: True
     conda:
         "../envs/actpat.yaml"
     resources:

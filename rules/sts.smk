@@ -28,6 +28,7 @@ rule sts_eval:
         "logs/sts_eval/{model}/{pairset}.log",
     wildcard_constraints:
         pairset=alternatives(config["sts"]["pairsets"]),
+    localrule: True
     conda:
         "../envs/actpat.yaml"
     threads: 1

@@ -84,8 +84,22 @@ def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
                 _fill_defaults(v, addl, root)
 
 
+def sorted_keys(x: Any) -> Any:
+    """``x`` with every mapping's keys in sorted order (lists keep their order).
+
+    YAML mappings are unordered, but Snakemake's params trigger compares ``repr``s, in which
+    dict order shows: without this, reordering keys in config.yaml (or writing a default
+    explicitly) would rerun every job that takes a config mapping as a param.
+    """
+    if isinstance(x, dict):
+        return {k: sorted_keys(x[k]) for k in sorted(x, key=str)}
+    if isinstance(x, list):
+        return [sorted_keys(v) for v in x]
+    return x
+
+
 def check_config(config: dict, *, base_dir: str | Path = ".") -> dict:
-    """Validate ``config`` and return a copy with defaults filled in.
+    """Validate ``config`` and return a copy with defaults filled in and keys sorted.
 
     Raises ConfigError listing every problem, each naming the key.
     """
@@ -104,7 +118,7 @@ def check_config(config: dict, *, base_dir: str | Path = ".") -> dict:
     problems = semantic_problems(cfg, Path(base_dir))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    return cfg
+    return sorted_keys(cfg)
 
 
 def _declared_layers(spec: dict, base: Path) -> int | None:
