@@ -208,6 +208,9 @@ class ActivationScorer:
     def _reduce(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
         st = self._state
         sw = self.weights[k]
+        # some blocks (OPT's MLP) flatten [B, T, H] to [B*T, H] before a linear: restore the sample axis
+        x = x.reshape(st.B, -1, x.shape[-1])
+        d = d.reshape(st.B, -1, d.shape[-1])
         if self._use_fused(sw, x, st):
             return self._reduce_fused(k, x, d)
         W = sw.weight
