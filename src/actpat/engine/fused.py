@@ -42,7 +42,7 @@ if HAVE_TRITON:
     @triton.jit
     def _fused_act(D, X, W, SUM, P1, P2, PC, A16, THR, B: tl.constexpr, T, O, I,
                    sdb, sdt, sdo, sxb, sxt, sxi,
-                   NTHR: tl.constexpr, WRITE_A: tl.constexpr,
+                   NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr,
                    BO: tl.constexpr, BI: tl.constexpr, BT: tl.constexpr):
         pid_o = tl.program_id(0)
         pid_i = tl.program_id(1)
@@ -52,7 +52,11 @@ if HAVE_TRITON:
         mo = ro < O
         mi = ri < I
         m2 = mo[:, None] & mi[None, :]
-        w = tl.load(W + ro[:, None] * I + ri[None, :], mask=m2, other=0.0).to(tl.float32)
+        w = tl.load(W + ro[:, None] * I + ri[None, :], mask=m2, other=0.0)
+        if W_HALF:  # keep |W| in half precision: fewer registers per program (|g·w| = |g|·|w|)
+            w = tl.abs(w)
+        else:
+            w = w.to(tl.float32)
         s_acc = tl.zeros((BO, BI), dtype=tl.float32)
         rt = tl.arange(0, BT)
         for b in range(B):
@@ -65,7 +69,10 @@ if HAVE_TRITON:
                 x = tl.load(X + b * sxb + tt[:, None] * sxt + ri[None, :] * sxi, mask=mt[:, None] & mi[None, :],
                             other=0.0)
                 g = tl.dot(tl.trans(d), x, g)
-            a = tl.abs(g * w)  # masked lanes have w = 0, so they add nothing below
+            if W_HALF:
+                a = tl.abs(g) * w.to(tl.float32)
+            else:
+                a = tl.abs(g * w)  # masked lanes have w = 0, so they add nothing below
             s_acc += a
             tl.store(P1 + tile * B + b, tl.sum(tl.sum(a, axis=1), axis=0))
             tl.store(P2 + tile * B + b, tl.sum(tl.sum(a * a, axis=1), axis=0))
@@ -79,7 +86,7 @@ if HAVE_TRITON:
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
                  want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
-                 num_stages: int = 3):
+                 num_stages: int = 3, w_half: bool = False):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
     Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None).
@@ -105,6 +112,7 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     kw = {} if INTERPRET else {"num_warps": num_warps, "num_stages": num_stages}
     _fused_act[grid](d, x, W, out_sum, p1, p2, pc, a16, thr, B, T, O, I,
                      d.stride(0), d.stride(1), d.stride(2), x.stride(0), x.stride(1), x.stride(2),
-                     NTHR=nthr, WRITE_A=want_a, BO=BO, BI=BI, BT=BT, **kw)
+                     NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32, BO=BO, BI=BI,
+                     BT=BT, **kw)
     counts = pc.sum(0, dtype=torch.int64)[:, :nthr]
     return out_sum, p1.sum(0), p2.sum(0), counts, (a16 if want_a else None)
