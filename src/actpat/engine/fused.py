@@ -116,3 +116,22 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
                      BT=BT, **kw)
     counts = pc.sum(0, dtype=torch.int64)[:, :nthr]
     return out_sum, p1.sum(0), p2.sum(0), counts, (a16 if want_a else None)
+
+
+def gram(flat: torch.Tensor) -> torch.Tensor:
+    """Σ_w A_b(w)·A_c(w) for every pair of rows of ``flat`` [B, N] (bf16), in float64.
+
+    A single [B, N] @ [N, B] product has a tiny output and a huge reduction, which GEMM
+    libraries run on few SMs; splitting N into C chunks gives a batched product of C
+    independent [B, N/C] @ [N/C, B] tiles that fills the GPU, summed afterwards.
+    """
+    B, N = flat.shape
+    C = 1
+    while N % (2 * C) == 0 and N // (2 * C) >= 8192 and C < 4096:
+        C *= 2
+    a3 = flat.view(B, C, N // C).transpose(0, 1)  # [C, B, N/C], each matrix row-strided: no copy
+    try:
+        part = torch.bmm(a3, a3.transpose(1, 2), out_dtype=torch.float32)
+    except (TypeError, RuntimeError, NotImplementedError):  # no mixed-precision bmm here: upcast
+        part = torch.bmm(a3.float(), a3.transpose(1, 2).float())
+    return part.sum(0, dtype=torch.float64)

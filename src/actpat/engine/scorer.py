@@ -193,12 +193,7 @@ class ActivationScorer:
         st.s1[k] = s1
         st.s2[k] = s2.to(torch.float64)
         if want_gram:
-            flat = a16.view(a16.shape[0], -1)
-            try:
-                gm = torch.mm(flat, flat.T, out_dtype=torch.float32)
-            except (TypeError, RuntimeError, NotImplementedError):
-                gm = flat.float() @ flat.float().T
-            gm = gm.to(torch.float64)
+            gm = fused.gram(a16.view(a16.shape[0], -1))
             st.gram[sw.layer] = st.gram[sw.layer] + gm if sw.layer in st.gram else gm
         if self.opts.thresholds:
             st.cnt[k] = cnt
