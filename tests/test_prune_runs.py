@@ -55,7 +55,14 @@ def test_default_config_runs():
     names = [r.name for r in expand_runs(cfg["prune"])]
     n_seeds = len(cfg["prune"]["calibration"]["seeds"])
     assert "wanda-paper-s0.50-c4-seed0" in names and "magnitude-uniform-s0.50" in names
-    assert len(names) == 1 + 9 * n_seeds + 2 * n_seeds
+    # 50%: 3 allocations x all seeds; 60/70%: 3 x 2 at seed 0; calibration swap: 2 at seed 0
+    assert len(names) == 1 + 3 * n_seeds + 6 + 2
+    assert "wanda-owl-s0.70-c4-seed0" in names and "wanda-owl-s0.70-c4-seed1" not in names
+
+
+def test_entry_seeds_replace_the_global_seeds():
+    runs = expand_runs(_cfg([{"method": "wanda", "allocation": "uniform", "sparsity": 0.6, "seeds": [3]}]))
+    assert [r.name for r in runs] == ["wanda-uniform-s0.60-c4-seed3"]
 
 
 def test_labels():

@@ -51,6 +51,7 @@ def expand_runs(prune_cfg: dict) -> list[PruneRun]:
     for entry in prune_cfg.get("runs", []):
         method = entry["method"]
         cals = _listify(entry.get("calibration") or default_cal)
+        entry_seeds = entry.get("seeds") or seeds  # an entry may repeat over fewer (or other) seeds
         for alloc in _listify(entry.get("allocation", "uniform")):
             for s in _listify(entry["sparsity"]):
                 if not needs_calibration(method, alloc):
@@ -58,7 +59,7 @@ def expand_runs(prune_cfg: dict) -> list[PruneRun]:
                     out.setdefault(r.name, r)
                     continue
                 for cal in cals:
-                    for seed in seeds:
+                    for seed in entry_seeds:
                         r = PruneRun(run_name(method, alloc, s, cal, seed), method, alloc, float(s), cal, int(seed))
                         out.setdefault(r.name, r)
     return list(out.values())
