@@ -9,9 +9,11 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from actpat.config import ConfigError, SCHEMA_PATH, check_config
+from actpat.config import ConfigError, SCHEMA_PATH, check_config, check_config_files
 
 try:
+    # duplicate keys, which Snakemake's own loader drops silently
+    check_config_files(workflow.configfiles)
     _checked = check_config(config)
 except ConfigError as e:
     raise WorkflowError(str(e))
