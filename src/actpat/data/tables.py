@@ -267,6 +267,9 @@ def build_domain(name: str, spec: dict, data_cfg: dict | None = None,
     validate_table(df, name=name)
     for k, v in sorted(counts.items()):
         log.info("domain %s: %s: %d", name, k, v)
+    if df.height == 0:  # an empty table would only fail later, in a scoring job, with a misleading message
+        raise DataError(f"domain {name!r}: no usable rows in its source ({spec.get('path') or spec['source']}); "
+                        f"counts: {dict(sorted(counts.items()))}")
     used = sorted(DATA_DEFAULTS) if fmt == "text" else ["pool", "seed"]
     meta = {
         "actpat.domain": name,
