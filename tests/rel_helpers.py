@@ -47,7 +47,8 @@ def boolq_rows(n: int, words: int = 12) -> list[dict]:
 def text_rows(n: int, words: int = 40) -> list[dict]:
     """Raw-text documents (format text) long enough to give word windows."""
     vocab = "alpha beta gamma delta parameters layers activate sparse deep shallow model data".split()
-    return [{"id": f"d{i}", "text": " ".join(vocab[(i + k) % len(vocab)] for k in range(words))} for i in range(n)]
+    return [{"id": f"d{i}", "text": " ".join(f"{vocab[(i + k) % len(vocab)]}{(i * 31 + k * 7) % 101}"
+                                             for k in range(words))} for i in range(n)]
 
 
 def make_workdir(wd: Path, *, rows: int = 24, layers: int = 3) -> Path:

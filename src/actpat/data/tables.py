@@ -45,6 +45,7 @@ from pathlib import Path
 import polars as pl
 
 from actpat import __version__
+from actpat.provenance import package_versions
 from actpat.data import templates
 from actpat.data.sources import DataError, Record, read_source
 from actpat.data.templates import MC_FORMATS, TemplateError
@@ -278,6 +279,7 @@ def build_domain(name: str, spec: dict, data_cfg: dict | None = None,
         "actpat.seed": str(cfg["seed"]),
         "actpat.counts": json.dumps(dict(sorted(counts.items()))),
         "actpat.version": __version__,
+        "actpat.packages": json.dumps(package_versions(("polars", "pyarrow", "datasets"))),
     }
     return DomainBuild(df, heldout, dict(counts), meta)
 
