@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from actpat.config import ConfigError, check_config, check_config_files, load_config_file
 
-from rel_helpers import REPO, base_config, make_workdir, snakemake, write_config
+from rel_helpers import REPO, base_config, make_workdir, snakemake
 
 
 @pytest.fixture(scope="module")

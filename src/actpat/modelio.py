@@ -56,6 +56,8 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .atomic import dir_mode
+
     gguf_path = Path(gguf_path)
     out_dir = Path(out_dir)
     if not gguf_path.is_file():
@@ -78,6 +80,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"gguf": gguf_path.name, "sha256": file_sha256(gguf_path)}, indent=2))
+        os.chmod(tmp, dir_mode())
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -114,6 +117,15 @@ def _check_local_dir(path: Path, allow_pickle: bool) -> None:
         raise ModelError(f"{path} holds no weights (*.safetensors)")
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when a GPU is visible, else cpu; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device: cuda was configured but no CUDA device is visible; use device: cpu or auto")
+    return device
+
+
 def load_model(
     source: str,
     *,
@@ -136,6 +148,7 @@ def load_model(
     local = path.exists() or source.startswith((".", "/")) or source.startswith("resources")
     if local:
         _check_local_dir(path, allow_pickle)
+    device = resolve_device(device) if device_map is None else device  # before reading any weights
     kw = dict(trust_remote_code=trust_remote_code, revision=revision)
     try:
         cfg = AutoConfig.from_pretrained(source, **kw)

@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from .. import __version__
-from ..modelio import load_model, model_fingerprint
+from ..modelio import load_model, model_fingerprint, resolve_device  # noqa: F401 - re-exported
 from ..provenance import package_versions
 from . import plan
 from .scorer import ActivationScorer, ScoreOptions, ScoreResult
@@ -25,14 +25,6 @@ from .store import merge_sum_stores, write_store
 from .tables import GRAM_SCHEMA, gram_frame, stats_frame, write_parquet
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was configured but no CUDA device is visible; use device: cpu or auto")
-    return device
 
 
 def load(source: str, load_kw: dict):

@@ -20,6 +20,8 @@ import torch
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from ..atomic import dir_mode
+
 CHUNK_BYTES = 2 << 20  # about 2 MB per chunk: small enough to stream, large enough to compress well
 
 
@@ -62,6 +64,7 @@ def write_store(path: str | Path, arrays: Mapping[str, object], attrs: dict) -> 
             )
             arr[...] = data
         root.attrs.update(_jsonable(attrs))
+        os.chmod(tmp, dir_mode())
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
