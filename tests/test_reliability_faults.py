@@ -5,7 +5,8 @@
   rerun equals an uninterrupted computation bit for bit;
 * SIGKILL inside ``write_store`` (in a child process, after some arrays were written): the store
   at the final path is still the earlier one, and the leftover temporary folder is removed by
-  the next write;
+  the next write; SIGTERM (a SLURM time limit) inside a rule removes the partial store at once
+  and is logged;
 * a full disk (a 2 MB tmpfs, filled): the job fails with ENOSPC, earlier results stay intact,
   no temporary file is left;
 * a corrupted or missing Zarr chunk: reading fails naming the store and the array, in the engine
@@ -115,6 +116,44 @@ def test_exception_inside_write_store_cleans_up(tmp_path, monkeypatch):
     assert all(np.all(a == 1.0) for _, a in ScoreStore(tmp_path / "s.zarr").items())
 
 
+TERM_DURING_WRITE = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+import numpy as np
+from actpat.engine import store
+from actpat.workflow import rule_logging
+real = store._to_numpy
+def slow(x):
+    Path(sys.argv[2]).touch()  # writing has started
+    time.sleep(0.5)
+    return real(x)
+store._to_numpy = slow
+smk = SimpleNamespace(log=[sys.argv[3]], rule="score_shard", wildcards={"shard": "0"})
+with rule_logging(smk):
+    arrays = {f"a{i}": np.full((8, 8), 2.0, np.float32) for i in range(40)}
+    store.write_store(sys.argv[1], arrays, {"model": "m"})
+"""
+
+
+def test_sigterm_inside_a_rule_removes_the_partial_store_and_is_logged(tmp_path):
+    """SIGTERM (SLURM's time limit, Snakemake stopping its jobs) runs the writers' cleanup."""
+    path, started, log = tmp_path / "0.zarr", tmp_path / "started", tmp_path / "job.log"
+    write_store(path, _arrays(1.0), _attrs())
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", TERM_DURING_WRITE, str(path), str(started), str(log)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not started.exists() and time.time() - t0 < 120 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode not in (0, None) and "Terminated: received SIGTERM" in err, err[-2000:]
+    assert "rule score_shard was terminated (received SIGTERM)" in log.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.zarr", "job.log", "started"]  # no temporary store
+    assert all(np.all(a == 1.0) for _, a in ScoreStore(path).items())  # the earlier store is untouched
+
+
 # ----------------------------------------------------- SIGKILL of a real score_shard job
 
 SLOW = {"samples": 12, "batch_size": 1, "shard_size": 12, "max_tokens": 96}
@@ -161,11 +200,11 @@ def test_sigkill_of_a_scoring_job_then_rerun_equals_uninterrupted(tmp_path):
     with pytest.raises(StoreError, match="not a complete score store"):
         ScoreStore(wd / SHARD)
     assert not (shard_dir / "0.stats.parquet").exists() and not (shard_dir / "0.gram.parquet").exists()
-    # Snakemake plans the job again, and the rerun (local profile: --rerun-incomplete) completes it
-    dry = snakemake(wd, cfg, SHARD, "-n", profile=True)
-    assert dry.returncode == 0 and re.search(r"score_shard\s+1", dry.stdout), dry.stdout[-2000:]
+    # Snakemake runs the job again (local profile: --rerun-incomplete), and it completes
     rerun = snakemake(wd, cfg, SHARD, profile=True)
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    out = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, out[-3000:]
+    assert re.search(r"score_shard\s+1", out) and "rule score_shard:" in out, out[-3000:]
     assert not list(shard_dir.glob(".*.tmp"))
     # the rerun equals an uninterrupted computation of the same rows, bit for bit
     threads = torch.get_num_threads()
