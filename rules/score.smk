@@ -82,7 +82,7 @@ rule score_panel:
 
 rule merge_panel:
     input:
-        grams=lambda w: panel_shard_files(w, "gram.parquet"),
+        gram=lambda w: panel_shard_files(w, "gram.parquet"),
         stats=lambda w: panel_shard_files(w, "stats.parquet"),
     output:
         gram="results/similarity/{model}/panel.gram.parquet",

@@ -170,6 +170,36 @@ def test_outputs_get_the_usual_permissions(tmp_path):
     assert modes == {"g.parquet": 0o644, "s.zarr": 0o755, "t.md": 0o644, "a.json": 0o644, "d.parquet": 0o644}
 
 
+def test_merge_panel_rule_concatenates_its_shards(tmp_path):
+    """merge_panel looked for an input 'statss' (output name + 's') and failed in every run."""
+    from actpat.engine.tables import GRAM_SCHEMA, STATS_SCHEMA
+
+    from rel_helpers import base_config, snakemake, write_config
+
+    cfg = base_config(similarity={"samples": 4, "per_batch": 2, "deep_window": [1, 2], "shallow_window": [0, 1]},
+                      scoring={"samples": 4, "batch_size": 2, "shard_size": 2, "max_tokens": 32})
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"num_hidden_layers": 3}')
+    for f in ("qa", "txt"):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / f"{f}.jsonl").write_text("")
+    shards = tmp_path / "results/similarity/tiny/panel"
+    shards.mkdir(parents=True)
+    for i in range(2):  # 4 samples per domain, 2 per batch, shard_size 2: two shards
+        pl.DataFrame({"model": ["tiny"], "layer": [i], "id_a": [f"a{i}"], "domain_a": ["qa"], "id_b": [f"b{i}"],
+                      "domain_b": ["txt"], "dot": [1.0], "norm2_a": [1.0], "norm2_b": [1.0], "llmdcos": [1.0]},
+                     schema=GRAM_SCHEMA).write_parquet(shards / f"{i}.gram.parquet")
+        pl.DataFrame({"model": ["tiny"], "domain": ["qa"], "id": [f"a{i}"], "layer": [0], "matrix": ["mlp"],
+                      "statistic": ["sum"], "threshold": [None], "value": [float(i)]},
+                     schema=STATS_SCHEMA).write_parquet(shards / f"{i}.stats.parquet")
+    r = snakemake(tmp_path, write_config(tmp_path / "c.yaml", cfg), "--allowed-rules", "merge_panel",
+                  "--rerun-triggers", "mtime", "--", "results/similarity/tiny/panel.gram.parquet", timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    gram = pl.read_parquet(tmp_path / "results/similarity/tiny/panel.gram.parquet")
+    stats = pl.read_parquet(tmp_path / "results/similarity/tiny/panel.stats.parquet")
+    assert gram["id_a"].to_list() == ["a0", "a1"] and stats["value"].to_list() == [0.0, 1.0]
+
+
 # -------------------------------------------------------------------- devices
 
 def test_device_auto_and_missing_cuda(tmp_path):
