@@ -37,6 +37,7 @@ include: "rules/sts.smk"
 include: "rules/analysis.smk"
 include: "rules/report.smk"
 include: "rules/prune.smk"
+include: "rules/provenance.smk"
 
 
 rule all:

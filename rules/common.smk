@@ -9,9 +9,11 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from actpat.config import ConfigError, SCHEMA_PATH, check_config
+from actpat.config import ConfigError, SCHEMA_PATH, check_config, check_config_files
 
 try:
+    # duplicate keys, which Snakemake's own loader drops silently
+    check_config_files(workflow.configfiles)
     _checked = check_config(config)
 except ConfigError as e:
     raise WorkflowError(str(e))
@@ -437,3 +439,28 @@ def prune_targets():
         "results/report/pruning_ppl.svg",
         "results/report/pruning_ppl.png",
     ]
+
+
+# ---- reliability
+# Inputs of the provenance record (results/provenance.json): every asset folder and local
+# file the configured domains, pair sets and models read.
+
+
+def provenance_inputs():
+    specs = list(config["domains"].values()) + list(config["sts"]["pairsets"].values())
+    paths = {p for spec in specs for p in source_inputs(spec)}
+    for m in MODELS:
+        if model_spec(m)["source"] == "gguf_asset":
+            paths.add(f"resources/assets/{model_spec(m)['asset']}")
+    if embeddings_enabled():
+        paths.add(f"resources/assets/{config['relevance']['embedding_asset']}")
+    assets = sorted(p for p in paths if p.startswith("resources/assets/"))
+    models = sorted(
+        {model_source(m) for m in MODELS if model_spec(m)["source"] != "hub"}
+    )
+    return {"assets": assets, "files": sorted(paths - set(assets)), "models": models}
+
+
+def provenance_models():
+    """Model name -> the folder or hub id it loads from (folders are fingerprinted)."""
+    return {m: model_source(m) for m in MODELS}

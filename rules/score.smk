@@ -82,8 +82,8 @@ rule score_panel:
 
 rule merge_panel:
     input:
-        gram_parts=lambda w: panel_shard_files(w, "gram.parquet"),
-        stats_parts=lambda w: panel_shard_files(w, "stats.parquet"),
+        gram=lambda w: panel_shard_files(w, "gram.parquet"),
+        stats=lambda w: panel_shard_files(w, "stats.parquet"),
     output:
         gram="results/similarity/{model}/panel.gram.parquet",
         stats="results/similarity/{model}/panel.stats.parquet",

@@ -70,7 +70,9 @@ def _gini_pairwise(x):
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(0, 1e3, allow_nan=False), min_size=2, max_size=60).filter(lambda v: sum(v) > 0))
+# no subnormals: the pairwise reference divides by a mean that underflows to 0 (gini itself is right)
+@given(st.lists(st.floats(0, 1e3, allow_nan=False, allow_subnormal=False), min_size=2, max_size=60)
+       .filter(lambda v: sum(v) > 0))
 def test_gini_matches_pairwise_definition(values):
     assert gini(np.array(values)) == pytest.approx(_gini_pairwise(values), abs=1e-9)
 

@@ -25,6 +25,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import dir_mode
+
 log = logging.getLogger(__name__)
 
 PYPI_SIMPLE = os.environ.get("ACTPAT_PYPI_SIMPLE", "https://pypi.org/simple")
@@ -180,14 +182,25 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def _inside(root: Path, rel: str) -> Path | None:
+    """``root / rel`` if that stays inside ``root`` (no absolute names, no ``..``), else None."""
+    if not rel or rel.endswith("/") or rel.startswith("/") or ".." in Path(rel).parts:
+        return None
+    t = root / rel
+    if not t.resolve().is_relative_to(root.resolve()):
+        return None
+    return t
+
+
 def _extract(archive: Path, asset: Asset, dest: Path) -> list[str]:
     kept: list[str] = []
 
     def target(name: str) -> Path | None:
         rel = name[len(asset.strip):] if name.startswith(asset.strip) else name
-        if not rel or rel.endswith("/") or ".." in Path(rel).parts or rel.startswith("/"):
-            return None
-        return dest / rel
+        t = _inside(dest, rel)
+        if t is None and rel and not rel.endswith("/"):
+            log.warning("archive member %r skipped: its path points outside the asset folder", name)
+        return t
 
     if archive.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(archive) as zf:
@@ -209,9 +222,13 @@ def _extract(archive: Path, asset: Asset, dest: Path) -> list[str]:
         zpath = dest / inner
         with zipfile.ZipFile(zpath) as zf:
             for info in zf.infolist():
-                if info.is_dir() or ".." in Path(info.filename).parts:
+                if info.is_dir():
                     continue
-                t = dest / Path(inner).stem / info.filename
+                t = _inside(dest / Path(inner).stem, info.filename)
+                if t is None:  # an absolute or ../ name would write outside the asset folder
+                    log.warning("member %r of %s skipped: its path points outside the asset folder",
+                                info.filename, inner)
+                    continue
                 t.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(t, "wb") as out:
                     shutil.copyfileobj(src, out)
@@ -247,6 +264,7 @@ def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/
             "licence": asset.licence, "files": sorted(kept),
         }
         (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
+        os.chmod(tmp, dir_mode())
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

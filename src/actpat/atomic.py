@@ -33,6 +33,12 @@ def _umask() -> int:
     return mask
 
 
+def dir_mode() -> int:
+    """The mode of a new folder under the umask: mkdtemp makes 0700 folders, which collaborators
+    on a shared cluster could not read once renamed into place."""
+    return 0o777 & ~_umask()
+
+
 def write_parquet(df, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         df.write_parquet(tmp)

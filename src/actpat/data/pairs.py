@@ -33,6 +33,7 @@ from typing import Any
 import polars as pl
 
 from actpat import __version__
+from actpat.provenance import package_versions
 from actpat.data.sources import (
     SOURCE_ASSETS, DataError, asset_prefix, hub_prefix, hub_rows, read_local_rows,
 )
@@ -229,6 +230,7 @@ def build_pairset(name: str, spec: dict, data_cfg: dict | None = None,
         "actpat.seed": str(seed),
         "actpat.pairs_available": str(len(pairs)),
         "actpat.version": __version__,
+        "actpat.packages": json.dumps(package_versions(("polars", "pyarrow", "datasets"))),
     }
     return PairBuild(df, meta)
 

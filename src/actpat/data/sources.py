@@ -504,10 +504,24 @@ def _jsonl_rows(path: Path, raw: bytes | None = None) -> Iterable[tuple[int, dic
 
 
 def read_local_rows(path: str | Path) -> list[dict]:
-    """Rows of a JSONL, JSON (array of objects), CSV or Parquet file, as dicts; strict UTF-8."""
+    """Rows of a JSONL, JSON (array of objects), CSV or Parquet file, as dicts; strict UTF-8.
+
+    Any file that cannot be parsed is a DataError naming the file (and the row where known)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file {path} does not exist")
+    try:
+        return _read_local_rows(path)
+    except RecursionError:
+        raise DataError(f"file:{path}: JSON nested too deeply to read") from None
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a parser failing on a foreign file: csv field limits, pyarrow errors
+        raise DataError(f"file:{path}: cannot be read as {path.suffix.lower().lstrip('.')} "
+                        f"({type(e).__name__}: {e})") from e
+
+
+def _read_local_rows(path: Path) -> list[dict]:
     suf = path.suffix.lower()
     if suf == ".jsonl":
         return [r for _, r, _ in _jsonl_rows(path)]
@@ -528,7 +542,14 @@ def read_local_rows(path: str | Path) -> list[dict]:
     if suf == ".csv":
         raw = path.read_bytes()
         text = _decode_utf8(raw, f"file:{path}")
-        return list(csv.DictReader(io.StringIO(text, newline="")))
+        rows = []
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for i, r in enumerate(reader):
+            if None in r:  # more cells than header columns: the row would be silently misread
+                raise DataError(f"file:{path}#{i} (line {reader.line_num}): {len(reader.fieldnames or [])} "
+                                f"columns in the header but more cells in this row")
+            rows.append(r)
+        return rows
     if suf == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -45,6 +45,7 @@ from pathlib import Path
 import polars as pl
 
 from actpat import __version__
+from actpat.provenance import package_versions
 from actpat.data import templates
 from actpat.data.sources import DataError, Record, read_source
 from actpat.data.templates import MC_FORMATS, TemplateError
@@ -267,6 +268,9 @@ def build_domain(name: str, spec: dict, data_cfg: dict | None = None,
     validate_table(df, name=name)
     for k, v in sorted(counts.items()):
         log.info("domain %s: %s: %d", name, k, v)
+    if df.height == 0:  # an empty table would only fail later, in a scoring job, with a misleading message
+        raise DataError(f"domain {name!r}: no usable rows in its source ({spec.get('path') or spec['source']}); "
+                        f"counts: {dict(sorted(counts.items()))}")
     used = sorted(DATA_DEFAULTS) if fmt == "text" else ["pool", "seed"]
     meta = {
         "actpat.domain": name,
@@ -275,6 +279,7 @@ def build_domain(name: str, spec: dict, data_cfg: dict | None = None,
         "actpat.seed": str(cfg["seed"]),
         "actpat.counts": json.dumps(dict(sorted(counts.items()))),
         "actpat.version": __version__,
+        "actpat.packages": json.dumps(package_versions(("polars", "pyarrow", "datasets"))),
     }
     return DomainBuild(df, heldout, dict(counts), meta)
 

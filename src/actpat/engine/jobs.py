@@ -17,21 +17,14 @@ import polars as pl
 import torch
 
 from .. import __version__
-from ..modelio import load_model, model_fingerprint
+from ..modelio import load_model, model_fingerprint, resolve_device  # noqa: F401 - re-exported
+from ..provenance import package_versions
 from . import plan
 from .scorer import ActivationScorer, ScoreOptions, ScoreResult
 from .store import merge_sum_stores, write_store
 from .tables import GRAM_SCHEMA, gram_frame, stats_frame, write_parquet
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was configured but no CUDA device is visible; use device: cpu or auto")
-    return device
 
 
 def load(source: str, load_kw: dict):
@@ -46,10 +39,18 @@ def _weights_attr(res: ScoreResult) -> list[dict]:
             for w in res.weights]
 
 
+def _fingerprint(source: str, model) -> dict:
+    fp = model_fingerprint(source)
+    commit = getattr(model.config, "_commit_hash", None)  # the hub revision actually loaded
+    if commit:
+        fp["commit"] = commit
+    return fp
+
+
 def _base_attrs(model_name: str, source: str, res: ScoreResult, opts: ScoreOptions, model) -> dict:
     return {
         "model": model_name,
-        "model_fingerprint": model_fingerprint(source),
+        "model_fingerprint": _fingerprint(source, model),
         "target": opts.target,
         "max_tokens": opts.max_tokens,
         "thresholds": list(opts.thresholds),
@@ -60,6 +61,7 @@ def _base_attrs(model_name: str, source: str, res: ScoreResult, opts: ScoreOptio
         "weights": _weights_attr(res),
         "actpat_version": __version__,
         "torch_version": torch.__version__,
+        "packages": package_versions(),  # transformers, zarr, numpy, ...: what the numbers depend on
     }
 
 

@@ -8,6 +8,7 @@ a crc32c checksum so a corrupted chunk fails loudly instead of reading as number
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ import numpy as np
 import torch
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from ..atomic import dir_mode
 
 CHUNK_BYTES = 2 << 20  # about 2 MB per chunk: small enough to stream, large enough to compress well
 
@@ -46,6 +49,10 @@ def write_store(path: str | Path, arrays: Mapping[str, object], attrs: dict) -> 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A job killed while writing (SIGKILL, node failure) leaves its temporary store behind; one job
+    # writes one path, so leftovers of this path are garbage (as large as the model in float32).
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
@@ -57,6 +64,7 @@ def write_store(path: str | Path, arrays: Mapping[str, object], attrs: dict) -> 
             )
             arr[...] = data
         root.attrs.update(_jsonable(attrs))
+        os.chmod(tmp, dir_mode())
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -102,12 +110,20 @@ class ScoreStore:
 
     def read(self, name: str) -> np.ndarray:
         try:
-            return self.group[name][...]
+            a = self.group[name][...]
         except KeyError as e:
             raise StoreError(f"{self.path}: no array {name!r}") from e
         except Exception as e:  # codec/checksum failures surface here
             raise StoreError(f"{self.path}: array {name!r} cannot be read ({type(e).__name__}: {e}); "
                              "the store is corrupted: delete it and rerun the job that wrote it") from e
+        # A deleted chunk file reads as the fill value (NaN) without any error; stored sums and means
+        # are always finite (non-finite samples are excluded before they reach them).
+        if not np.isfinite(a).all():
+            bad = ~np.isfinite(a.ravel())
+            raise StoreError(f"{self.path}: array {name!r} holds a non-finite value at flat index "
+                             f"{int(np.flatnonzero(bad)[0])} ({int(bad.sum())} in all; a missing chunk reads as NaN): "
+                             "the store is corrupted: delete it and rerun the job that wrote it")
+        return a
 
     def items(self) -> Iterator[tuple[str, np.ndarray]]:
         for name in self.names:
@@ -149,10 +165,15 @@ def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict
     stores = [ScoreStore(p) for p in paths]
     first = stores[0].attrs
     for s in stores[1:]:
-        for key in ("model", "domain", "target", "layers"):
+        for key in ("model", "domain", "target", "layers", "max_tokens", "dtype", "include", "exclude"):
             if s.attrs.get(key) != first.get(key):
                 raise StoreError(f"cannot merge {s.path} into {stores[0].path}: {key} differs "
                                  f"({s.attrs.get(key)!r} vs {first.get(key)!r})")
+        fa, fb = first.get("model_fingerprint") or {}, s.attrs.get("model_fingerprint") or {}
+        for key in ("sha256", "commit"):  # shards scored with different weights must not be averaged
+            if fa.get(key) != fb.get(key):
+                raise StoreError(f"cannot merge {s.path} into {stores[0].path}: it was scored with other model "
+                                 f"weights (model_fingerprint.{key} differs); rerun all shards of this domain")
         if [w["name"] for w in s.attrs["weights"]] != [w["name"] for w in first["weights"]]:
             raise StoreError(f"cannot merge {s.path}: it scores different weights than {stores[0].path}")
     n = sum(int(s.attrs["n_samples"]) for s in stores)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +59,7 @@ def gram_frame(res: ScoreResult, model: str) -> pl.DataFrame:
 
 
 def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        df.write_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write atomically: a temporary file in the same folder, then rename (actpat.atomic)."""
+    from ..atomic import write_parquet as atomic_parquet
+
+    return atomic_parquet(df, path)

@@ -26,7 +26,7 @@ import polars as pl
 import torch
 
 from .. import __version__
-from ..atomic import write_json, write_parquet
+from ..atomic import dir_mode, write_json, write_parquet
 from ..evaluate.suite import evaluate_model
 from .calibration import build_calibration, example_texts, usable_rows
 from .masks import save_masks
@@ -58,6 +58,7 @@ def save_model_dir(model, tokenizer, out: str | Path) -> Path:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        os.chmod(tmp, dir_mode())
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
