@@ -91,8 +91,12 @@ def test_shards_merge_to_the_single_run_and_the_reference(saved):
 
 def test_cli_score_writes_a_mean_store(saved):
     out = saved / "cli" / "x.zarr"
-    rc = cli(["score", "--model", str(saved / "m"), "--samples", str(saved / "x.parquet"), "-n", "6",
-              "--batch-size", "3", "--out", str(out), "--threshold", "1e-3", "--threads", "1"])
+    threads = torch.get_num_threads()
+    try:
+        rc = cli(["score", "--model", str(saved / "m"), "--samples", str(saved / "x.parquet"), "-n", "6",
+                  "--batch-size", "3", "--out", str(out), "--threshold", "1e-3", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)  # the CLI sets the process-wide thread count
     assert rc == 0
     st = ScoreStore(out)
     assert st.attrs["kind"] == "mean" and st.attrs["n_samples"] == 6

@@ -19,13 +19,12 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import dir_mode
+from .atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -252,9 +251,7 @@ def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/
     url, filename, algo, digest = resolve(asset)
     archive = Path(download_dir) / filename
     _download(url, archive, algo, digest)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         kept = _extract(archive, asset, tmp)
         if not kept:
             raise AssetError(f"{filename}: none of {asset.members} found in the archive")
@@ -264,11 +261,4 @@ def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/
             "licence": asset.licence, "files": sorted(kept),
         }
         (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
-        os.chmod(tmp, dir_mode())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -3,8 +3,10 @@ leaves a file that looks complete."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,31 @@ def dir_mode() -> int:
     """The mode of a new folder under the umask: mkdtemp makes 0700 folders, which collaborators
     on a shared cluster could not read once renamed into place."""
     return 0o777 & ~_umask()
+
+
+@contextmanager
+def atomic_dir(path: str | Path, clean_stale: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success it replaces ``path`` in one rename.
+
+    On any error (or a kill signal turned into an exception) the temporary folder is removed,
+    so a folder at ``path`` is always complete.  ``clean_stale`` first removes temporaries
+    left by earlier writers of ``path`` that were killed outright (SIGKILL, node failure).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if clean_stale:
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, dir_mode())
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_parquet(df, path: str | Path) -> Path:

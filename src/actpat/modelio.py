@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +50,10 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     copied into a freshly built model of the same config.  Written to a temporary
     folder and renamed, so an interrupted conversion leaves nothing that looks done.
     """
-    import shutil
-    import tempfile
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .atomic import dir_mode
+    from .atomic import atomic_dir
 
     gguf_path = Path(gguf_path)
     out_dir = Path(out_dir)
@@ -73,20 +70,11 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
     if missing or unexpected:
         raise ModelError(f"GGUF conversion of {gguf_path.name}: missing {missing}, unexpected {unexpected}")
     clean.tie_weights()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         clean.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"gguf": gguf_path.name, "sha256": file_sha256(gguf_path)}, indent=2))
-        os.chmod(tmp, dir_mode())
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -18,7 +18,6 @@ Rules for imperfect input (each counted in the table and the log, never silent):
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 

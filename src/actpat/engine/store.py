@@ -8,10 +8,6 @@ a crc32c checksum so a corrupted chunk fails loudly instead of reading as number
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
@@ -20,7 +16,7 @@ import torch
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from ..atomic import dir_mode
+from ..atomic import atomic_dir
 
 CHUNK_BYTES = 2 << 20  # about 2 MB per chunk: small enough to stream, large enough to compress well
 
@@ -48,13 +44,9 @@ def write_store(path: str | Path, arrays: Mapping[str, object], attrs: dict) -> 
     an interrupted write never leaves a store that looks finished.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # A job killed while writing (SIGKILL, node failure) leaves its temporary store behind; one job
     # writes one path, so leftovers of this path are garbage (as large as the model in float32).
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_dir(path, clean_stale=True) as tmp:
         root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
         for name, value in arrays.items():
             data = _to_numpy(value)
@@ -64,13 +56,6 @@ def write_store(path: str | Path, arrays: Mapping[str, object], attrs: dict) -> 
             )
             arr[...] = data
         root.attrs.update(_jsonable(attrs))
-        os.chmod(tmp, dir_mode())
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

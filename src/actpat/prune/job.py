@@ -16,8 +16,6 @@ written (``prune.save_models`` writes them anyway, as safetensors).  Outputs:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Mapping
@@ -26,7 +24,7 @@ import polars as pl
 import torch
 
 from .. import __version__
-from ..atomic import dir_mode, write_json, write_parquet
+from ..atomic import atomic_dir, write_json, write_parquet
 from ..evaluate.suite import evaluate_model
 from .calibration import build_calibration, example_texts, usable_rows
 from .masks import save_masks
@@ -50,22 +48,10 @@ def calibration_ids(table_path: str | Path, tokenizer, *, sequences: int, seq_le
 
 def save_model_dir(model, tokenizer, out: str | Path) -> Path:
     """Pruned weights as a safetensors model directory, written under a temporary name first."""
-    import shutil
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.chmod(tmp, dir_mode())
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def activation_counts(store: str | Path, gamma: float, n_layers: int | None = None):
