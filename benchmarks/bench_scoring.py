@@ -196,7 +196,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--gpu-batch-sizes", type=int, nargs="+", default=[4, 8, 16])
     ap.add_argument("--gpu-layers", type=int, default=32)
-    ap.add_argument("--kernels", nargs="+", default=["unfused", "fused"], choices=["unfused", "fused", "auto"])
+    ap.add_argument("--kernels", nargs="+", default=["unfused", "fused"], choices=["unfused", "fused", "split", "auto"])
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

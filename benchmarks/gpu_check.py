@@ -55,30 +55,60 @@ def check_7b(n=4, layers=4):
     texts = [f"s{i}" for i in range(n)]
     thr = (1e-5, 1e-4)
     runs = {}
-    for kernel in ("unfused", "fused"):
+    for kernel in ("unfused", "fused", "split"):
         eng = ActivationScorer(m, tok, ScoreOptions(max_tokens=256, thresholds=thr, kernel=kernel))
         runs[kernel] = eng.run(texts, texts, batch_size=n, progress=False)
-    u, f = runs["unfused"], runs["fused"]
+    u = runs["unfused"]
     worst = 0.0
     for w in eng.weights[:: max(1, len(eng.weights) // 8)]:
         refsum = sum(batch1_activations(m, tok, t, [w], max_tokens=256)[w.name].float() for t in texts)
         worst = max(worst, rel(u.sums["all"][w.name], refsum))
     print(f"7B shapes ({layers} layers) bf16: un-fused engine vs paper's bf16 batch-1 loop, worst rel. error {worst:.2e}")
     assert worst < 2e-2
-    ws = max(rel(f.sums["all"][w.name], u.sums["all"][w.name]) for w in eng.weights)
-    s1 = rel(torch.tensor(np.array(f.s1)), torch.tensor(np.array(u.s1)))
-    cnt = np.abs(np.array(f.counts, dtype=np.int64) - np.array(u.counts, dtype=np.int64)).sum() / max(
-        1, np.array(u.counts).sum())
-    cos_f = [p[5] / np.sqrt(p[6] * p[7]) for p in f.pairs]
-    cos_u = [p[5] / np.sqrt(p[6] * p[7]) for p in u.pairs]
-    dcos = float(np.abs(np.array(cos_f) - np.array(cos_u)).max())
-    print(f"fused vs un-fused: sums {ws:.2e}, per-sample sums {s1:.2e}, counts {cnt:.2e} (fraction moved), "
-          f"max |LLMDcos diff| {dcos:.2e}")
-    assert ws < 1e-2 and s1 < 1e-2 and cnt < 1e-2 and dcos < 1e-2
+    for kernel in ("fused", "split"):
+        f = runs[kernel]
+        ws = max(rel(f.sums["all"][w.name], u.sums["all"][w.name]) for w in eng.weights)
+        s1 = rel(torch.tensor(np.array(f.s1)), torch.tensor(np.array(u.s1)))
+        cnt = np.abs(np.array(f.counts, dtype=np.int64) - np.array(u.counts, dtype=np.int64)).sum() / max(
+            1, np.array(u.counts).sum())
+        cos_f = [p[5] / np.sqrt(p[6] * p[7]) for p in f.pairs]
+        cos_u = [p[5] / np.sqrt(p[6] * p[7]) for p in u.pairs]
+        dcos = float(np.abs(np.array(cos_f) - np.array(cos_u)).max())
+        print(f"{kernel} vs un-fused: sums {ws:.2e}, per-sample sums {s1:.2e}, counts {cnt:.2e} (fraction moved), "
+              f"max |LLMDcos diff| {dcos:.2e}")
+        assert ws < 1e-2 and s1 < 1e-2 and cnt < 1e-2 and dcos < 1e-2
+
+
+def check_kernels_f64():
+    """Both kernels against a float64 reduction on one 7B-sized matrix (bf16 operands, exact products)."""
+    from actpat.engine.fused import fused_reduce, split_reduce
+
+    torch.manual_seed(3)
+    B, T, O, I = 16, 256, 1024, 4096
+    x = torch.randn(B, T, I, device="cuda").bfloat16()
+    d = (torch.randn(B, T, O, device="cuda") * 1e-3).bfloat16()
+    W = (torch.randn(O, I, device="cuda") * 2e-2).bfloat16()
+    A = (torch.einsum("bto,bti->boi", d.double(), x.double()) * W.double()).abs()
+    F = A.reshape(B, -1)
+    thr = (1e-5, 1e-4)
+    want = torch.stack([(F > t).sum(1) for t in thr], 1)
+    for name, out in (("fused", fused_reduce(x, d, W, thr, False)),
+                      ("fused, row partials", fused_reduce(x, d, W, thr, False, row_partials=True)),
+                      ("split", split_reduce(x, d, W, thr, True))):
+        s, s1, s2, c, g = out
+        moved = float((c.cpu() - want.cpu()).abs().sum() / want.sum())
+        line = (f"{name} vs float64: sums {rel(s, A.sum(0)):.1e}, per-sample {rel(s1, F.sum(1)):.1e}, "
+                f"squares {rel(s2, (F * F).sum(1)):.1e}, counts moved {moved:.1e}")
+        if g is not None:
+            line += f", Gram {rel(g, F @ F.T):.1e}"
+        print(line)
+        assert rel(s, A.sum(0)) < 1e-2 and rel(s1, F.sum(1)) < 1e-2 and moved < 1e-2
+        assert g is None or rel(g, F @ F.T) < 1e-2
 
 
 if __name__ == "__main__":
     print(torch.__version__, torch.cuda.get_device_name())
     check_tiny()
+    check_kernels_f64()
     check_7b()
     print("GPU checks passed")

@@ -1,8 +1,12 @@
-"""Tile configurations of the fused kernel on the LLaMA-2-7B matrix shapes (GPU).
+"""Reduction kernels on the LLaMA-2-7B matrix shapes (GPU): tile configurations and variants.
 
 For each configuration: check against a float64 reference on a slice, then time with
 triton.testing.do_bench (median).  Also times the frozen-weight forward+backward of the
 whole 7B-shaped model, the cap on end-to-end throughput.  Prints a table; --json saves it.
+
+  --mode tiles     tile configurations of the fused kernel (first two rounds of NOTES.md)
+  --mode variants  fused vs fused with per-row partials vs split (library GEMM + one reduction
+                   pass), for the mean and the Gram reductions (third round)
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import triton
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from actpat.engine.fused import fused_reduce  # noqa: E402
+from actpat.engine.fused import fused_reduce, gram, split_reduce  # noqa: E402
 
 CONFIGS = [  # (BO, BI, BT, warps, stages, |W| kept in bf16)
     (128, 128, 64, 8, 3, False), (128, 128, 64, 8, 3, True), (128, 128, 64, 8, 4, True),
@@ -40,6 +44,78 @@ def check(cfg, B=4, T=256):
     return float((s.double() - A.sum(0)).norm() / A.sum(0).norm())
 
 
+# (name, wants Gram, kwargs of fused_reduce or split_reduce)
+VARIANTS = [
+    ("fused", False, {}),
+    ("fused rowp", False, {"row_partials": True}),
+    ("fused rowp 128x256", False, {"row_partials": True, "block": (128, 256, 64)}),
+    ("fused rowp 64x256 w4", False, {"row_partials": True, "block": (64, 256, 64), "num_warps": 4}),
+    ("fused rowp stages4", False, {"row_partials": True, "num_stages": 4}),
+    ("split 512x8 w8", False, {"split": True}),
+    ("split 1024x4 w8", False, {"split": True, "block": 1024, "iters": 4}),
+    ("split 256x16 w4", False, {"split": True, "block": 256, "iters": 16, "num_warps": 4}),
+    ("fused + bf16 Gram", True, {}),
+    ("split Gram 512x8 w8", True, {"split": True}),
+    ("split Gram 256x16 w4", True, {"split": True, "block": 256, "iters": 16, "num_warps": 4}),
+    ("split Gram 1024x4 w8", True, {"split": True, "block": 1024, "iters": 4}),
+]
+
+
+def run_variant(x, d, W, want_gram, kw, thr=(1e-5, 1e-4)):
+    kw = dict(kw)
+    if kw.pop("split", False):
+        return split_reduce(x, d, W, thr, want_gram, **kw)
+    s, s1, s2, c, a16 = fused_reduce(x, d, W, thr, want_gram, **kw)
+    return s, s1, s2, c, (gram(a16.view(a16.shape[0], -1)) if want_gram else None)
+
+
+def check_variant(want_gram, kw, B=16, T=256):
+    torch.manual_seed(1)
+    O, I = 384, 320
+    x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
+    d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
+    W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16)
+    s, s1, s2, c, g = run_variant(x, d, W, want_gram, kw)
+    A = (torch.einsum("bto,bti->boi", d.double(), x.double()) * W.double()).abs()
+    F = A.reshape(B, -1)
+    err = max(float((s.double() - A.sum(0)).norm() / A.sum(0).norm()),
+              float((s1.double() - F.sum(1)).norm() / F.sum(1).norm()))
+    if g is not None:
+        err = max(err, float((g.double() - F @ F.T).norm() / (F @ F.T).norm()))
+    return err
+
+
+def variants(B, T, layers):
+    rows = []
+    for name, want_gram, kw in VARIANTS:
+        row = {"variant": name, "gram": want_gram, "check_rel_err": check_variant(want_gram, kw)}
+        for O, I in SHAPES:
+            x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
+            d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16) * 1e-3
+            W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16) * 2e-2
+            ms = triton.testing.do_bench(lambda: run_variant(x, d, W, want_gram, kw), warmup=100, rep=500,
+                                         return_mode="median")
+            row[f"{O}x{I}_ms"] = ms
+            row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
+        row["model_ms_per_batch"] = layers * (4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"]
+                                              + row["4096x11008_ms"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    # the library GEMM alone (stage 1 of split): what forming G costs without any reduction
+    row = {"variant": "bmm G only (bf16 out)", "gram": False, "check_rel_err": 0.0}
+    for O, I in SHAPES:
+        x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
+        d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
+        ms = triton.testing.do_bench(lambda: torch.bmm(d.transpose(1, 2), x), warmup=100, rep=500,
+                                     return_mode="median")
+        row[f"{O}x{I}_ms"] = ms
+        row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
+    row["model_ms_per_batch"] = layers * (4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"] + row["4096x11008_ms"])
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+    return rows
+
+
 def frozen_fwd_bwd(B, T, layers):
     from bench_scoring import llama7b_random
 
@@ -59,20 +135,11 @@ def frozen_fwd_bwd(B, T, layers):
     return ms
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--B", type=int, default=16)
-    ap.add_argument("--T", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=32)
-    ap.add_argument("--no-fwd", action="store_true", help="skip timing the frozen forward+backward")
-    ap.add_argument("--json")
-    a = ap.parse_args()
+def tiles(B, T, layers):
     rows = []
-    B, T = a.B, a.T
     for cfg in CONFIGS:
         err = check(cfg)
         row = {"config": cfg, "check_rel_err": err}
-        total_ms = 0.0
         for O, I in SHAPES:
             x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
             d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
@@ -84,21 +151,34 @@ def main():
             row[f"{O}x{I}_ms"] = ms
             row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
         # one block: 4 attention matrices + 2 x (11008x4096) + 1 x (4096x11008)
-        total_ms = 4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"] + row["4096x11008_ms"]
-        row["block_ms"] = total_ms
-        row["model_ms_per_batch"] = total_ms * a.layers
+        row["model_ms_per_batch"] = layers * (4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"]
+                                              + row["4096x11008_ms"])
         rows.append(row)
         print(json.dumps(row), flush=True)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--B", type=int, default=16)
+    ap.add_argument("--T", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--no-fwd", action="store_true", help="skip timing the frozen forward+backward")
+    ap.add_argument("--mode", choices=["tiles", "variants"], default="variants")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    B, T = a.B, a.T
+    rows = variants(B, T, a.layers) if a.mode == "variants" else tiles(B, T, a.layers)
     fb = 258.7 if a.no_fwd else frozen_fwd_bwd(B, T, a.layers)  # 258.7 ms: measured 2026-11-29
     print(json.dumps({"frozen_fwd_bwd_ms": fb, "samples_per_s": B / fb * 1e3}), flush=True)
-    best = min(rows, key=lambda r: r["model_ms_per_batch"])
-    print("\n| config (BO,BI,BT,warps,stages,W bf16) | check | attn TFLOP/s | up TFLOP/s | down TFLOP/s | kernels ms/batch |")
-    print("|---|---|---|---|---|---|")
+    key = "config" if a.mode == "tiles" else "variant"
+    print(f"\n| {key} | check | attn TFLOP/s | up TFLOP/s | down TFLOP/s | kernels ms/batch | predicted samples/s |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['config']} | {r['check_rel_err']:.1e} | {r['4096x4096_tflops']:.0f} | "
-              f"{r['11008x4096_tflops']:.0f} | {r['4096x11008_tflops']:.0f} | {r['model_ms_per_batch']:.0f} |")
+        print(f"| {r[key]} | {r['check_rel_err']:.1e} | {r['4096x4096_tflops']:.0f} | "
+              f"{r['11008x4096_tflops']:.0f} | {r['4096x11008_tflops']:.0f} | {r['model_ms_per_batch']:.0f} | "
+              f"{B / (fb + r['model_ms_per_batch']) * 1e3:.1f} |")
     print(f"\nfrozen forward+backward: {fb:.0f} ms per batch of {B} ({B / fb * 1e3:.1f} samples/s)")
-    print(f"best: {best['config']}: predicted end-to-end {B / (fb + best['model_ms_per_batch']) * 1e3:.1f} samples/s")
     if a.json:
         Path(a.json).write_text(json.dumps({"rows": rows, "frozen_fwd_bwd_ms": fb}, indent=2))
 

@@ -1,4 +1,4 @@
-"""The fused Triton kernel against the un-fused computation (Triton interpreter on the CPU).
+"""The Triton kernels (fused; split) against the un-fused computation (Triton interpreter on the CPU).
 
 The interpreter cannot compute with bfloat16 operands (NumPy has no bfloat16), so float32 and
 float16 are checked here; benchmarks/gpu_check.py checks bfloat16 on a GPU.
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(r"""
         _orig(tensor, scope)
         scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
     interp._patch_lang_tensor = _patched
-    from actpat.engine.fused import fused_reduce
+    from actpat.engine.fused import fused_reduce, split_reduce
     torch.manual_seed(0)
     for (B, T, O, I, dt) in [(3, 7, 20, 33, torch.float32), (2, 5, 40, 16, torch.float16)]:
         x = torch.randn(B, T, I).to(dt)
@@ -47,6 +47,26 @@ SCRIPT = textwrap.dedent(r"""
         if dt != torch.float32:  # |W| kept in half precision: same sums within half-precision rounding
             s_h, *_ = fused_reduce(x, d, W, thr, want_a=False, block=(16, 16, 16), w_half=True)
             assert rel(s_h, A.sum(0)) < tol
+        # per-row partials: the same numbers, reduced in a different order
+        s, s1, s2, c, _ = fused_reduce(x, d, W, thr, want_a=False, block=(16, 16, 16), row_partials=True)
+        assert rel(s, A.sum(0)) < tol and rel(s1, A.sum((1, 2))) < tol and rel(s2, (A * A).sum((1, 2))) < tol
+        assert torch.equal(c, fused_reduce(x, d, W, thr, want_a=False, block=(16, 16, 16))[3])
+        # split: G rounded once to the operands' precision, then one pass with the Gram in registers
+        F = A.reshape(B, -1)
+        for blk, it in ((16, 3), (64, 1)):
+            s, s1, s2, c, g = split_reduce(x, d, W, thr, want_gram=True, block=blk, iters=it)
+            stol = 1e-5 if dt == torch.float32 else 2e-3
+            assert rel(s, A.sum(0)) < stol and rel(s1, A.sum((1, 2))) < stol
+            assert rel(s2, (A * A).sum((1, 2))) < stol and rel(g, F @ F.T) < stol, rel(g, F @ F.T)
+            if dt == torch.float32:
+                assert torch.equal(c.cpu(), want), (c, want)
+    # more samples than one 16-row tile of the Gram (padded to 32), thresholds not a power of two
+    x, d, W = torch.randn(17, 4, 30), torch.randn(17, 4, 9), torch.randn(9, 30)
+    A = (torch.einsum("bto,bti->boi", d.double(), x.double()) * W.double()).abs()
+    F = A.reshape(17, -1)
+    s, s1, s2, c, g = split_reduce(x, d, W, (0.5, 1.0, 2.0), want_gram=True, block=32, iters=2)
+    assert rel(g, F @ F.T) < 1e-5 and rel(s1, F.sum(1)) < 1e-5
+    assert torch.equal(c, torch.stack([(F > t).sum(1) for t in (0.5, 1.0, 2.0)], 1))
     print("ok")
 """)
 

@@ -42,7 +42,7 @@ if HAVE_TRITON:
     @triton.jit
     def _fused_act(D, X, W, SUM, P1, P2, PC, A16, THR, B: tl.constexpr, T, O, I,
                    sdb, sdt, sdo, sxb, sxt, sxi,
-                   NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr,
+                   NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr, ROWP: tl.constexpr,
                    BO: tl.constexpr, BI: tl.constexpr, BT: tl.constexpr):
         pid_o = tl.program_id(0)
         pid_i = tl.program_id(1)
@@ -74,11 +74,20 @@ if HAVE_TRITON:
             else:
                 a = tl.abs(g * w)  # masked lanes have w = 0, so they add nothing below
             s_acc += a
-            tl.store(P1 + tile * B + b, tl.sum(tl.sum(a, axis=1), axis=0))
-            tl.store(P2 + tile * B + b, tl.sum(tl.sum(a * a, axis=1), axis=0))
-            for j in tl.static_range(NTHR):
-                thr = tl.load(THR + j)
-                tl.store(PC + (tile * B + b) * NTHR + j, tl.sum(tl.sum((a > thr).to(tl.int32), axis=1), axis=0))
+            if ROWP:  # per-row partials: a reduction inside each warp, no cross-warp barrier per sample
+                rb = (tile * B + b) * BO + tl.arange(0, BO)
+                tl.store(P1 + rb, tl.sum(a, axis=1))
+                tl.store(P2 + rb, tl.sum(a * a, axis=1))
+                for j in tl.static_range(NTHR):
+                    thr = tl.load(THR + j)
+                    tl.store(PC + rb * NTHR + j, tl.sum((a > thr).to(tl.int32), axis=1))
+            else:
+                tl.store(P1 + tile * B + b, tl.sum(tl.sum(a, axis=1), axis=0))
+                tl.store(P2 + tile * B + b, tl.sum(tl.sum(a * a, axis=1), axis=0))
+                for j in tl.static_range(NTHR):
+                    thr = tl.load(THR + j)
+                    tl.store(PC + (tile * B + b) * NTHR + j,
+                             tl.sum(tl.sum((a > thr).to(tl.int32), axis=1), axis=0))
             if WRITE_A:
                 tl.store(A16 + b * O * I + ro[:, None] * I + ri[None, :], a.to(tl.bfloat16), mask=m2)
         tl.store(SUM + ro[:, None] * I + ri[None, :], s_acc, mask=m2)
@@ -86,7 +95,7 @@ if HAVE_TRITON:
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
                  want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
-                 num_stages: int = 3, w_half: bool = False):
+                 num_stages: int = 3, w_half: bool = False, row_partials: bool = False):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
     Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None).
@@ -102,20 +111,91 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     n_tiles = grid[0] * grid[1]
     dev = x.device
     out_sum = torch.empty(O, I, dtype=torch.float32, device=dev)
-    p1 = torch.empty(n_tiles, B, dtype=torch.float32, device=dev)
-    p2 = torch.empty(n_tiles, B, dtype=torch.float32, device=dev)
+    rows = BO if row_partials else 1
+    p1 = torch.empty(n_tiles, B, rows, dtype=torch.float32, device=dev)
+    p2 = torch.empty(n_tiles, B, rows, dtype=torch.float32, device=dev)
     nthr = len(thresholds)
-    pc = torch.empty(n_tiles, B, max(nthr, 1), dtype=torch.int32, device=dev)
+    pc = torch.empty(n_tiles, B, rows, max(nthr, 1), dtype=torch.int32, device=dev)
     thr = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=dev)
     a16 = torch.empty(B, O, I, dtype=torch.bfloat16, device=dev) if want_a else torch.empty(1, dtype=torch.bfloat16,
                                                                                             device=dev)
     kw = {} if INTERPRET else {"num_warps": num_warps, "num_stages": num_stages}
     _fused_act[grid](d, x, W, out_sum, p1, p2, pc, a16, thr, B, T, O, I,
                      d.stride(0), d.stride(1), d.stride(2), x.stride(0), x.stride(1), x.stride(2),
-                     NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32, BO=BO, BI=BI,
-                     BT=BT, **kw)
-    counts = pc.sum(0, dtype=torch.int64)[:, :nthr]
-    return out_sum, p1.sum(0), p2.sum(0), counts, (a16 if want_a else None)
+                     NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32, ROWP=row_partials,
+                     BO=BO, BI=BI, BT=BT, **kw)
+    counts = pc.sum((0, 2), dtype=torch.int64)[:, :nthr]
+    return out_sum, p1.sum((0, 2)), p2.sum((0, 2)), counts, (a16 if want_a else None)
+
+
+if HAVE_TRITON:
+
+    @triton.jit
+    def _reduce_g(G, W, SUM, P1, P2, PC, GR, THR, B, N, NTHR: tl.constexpr, NTP: tl.constexpr, GRAM: tl.constexpr,
+                  BP: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+        """One pass over G [B, N] (half precision) and W [N]: every reduction of A = |G ⊙ W|."""
+        pid = tl.program_id(0)
+        rb = tl.arange(0, BP)
+        mb = rb < B
+        p1 = tl.zeros((BP,), dtype=tl.float32)
+        p2 = tl.zeros((BP,), dtype=tl.float32)
+        gr = tl.zeros((BP, BP), dtype=tl.float32)
+        rj = tl.arange(0, NTP)
+        cnt = tl.zeros((BP, NTP), dtype=tl.int32)
+        for it in range(ITERS):
+            rn = (pid * ITERS + it) * BLOCK + tl.arange(0, BLOCK)
+            mn = rn < N
+            w = tl.load(W + rn, mask=mn, other=0.0).to(tl.float32)
+            g = tl.load(G + rb[:, None] * N + rn[None, :], mask=mb[:, None] & mn[None, :], other=0.0)
+            a = tl.abs(g.to(tl.float32) * w[None, :])  # masked samples and weights are 0
+            tl.store(SUM + rn, tl.sum(a, axis=0), mask=mn)
+            p1 += tl.sum(a, axis=1)
+            p2 += tl.sum(a * a, axis=1)
+            for j in tl.static_range(NTHR):
+                c = tl.sum((a > tl.load(THR + j)).to(tl.int32), axis=1)
+                cnt += tl.where(rj[None, :] == j, c[:, None], 0)
+            if GRAM:  # every pair of this block's samples at once, on the tensor cores (tf32)
+                gr = tl.dot(a, tl.trans(a), gr)
+        tl.store(P1 + pid * BP + rb, p1)
+        tl.store(P2 + pid * BP + rb, p2)
+        tl.store(PC + (pid * BP + rb[:, None]) * NTP + rj[None, :], cnt)
+        if GRAM:
+            tl.store(GR + pid * BP * BP + rb[:, None] * BP + rb[None, :], gr)
+
+
+def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
+                 want_gram: bool, block: int = 512, iters: int = 8, num_warps: int = 8):
+    """The same reductions as ``fused_reduce`` in two stages, with the Gram matrix in registers.
+
+    Stage 1 forms every per-sample gradient G_b = δ_bᵀ X_b with one batched library GEMM in the
+    operands' precision (float32 accumulation, rounded once to bf16/fp16 as autograd's own weight
+    gradients are); stage 2 reads G once and reduces it, pairing all samples of each weight block
+    on the tensor cores, so A never makes the round trip through memory that ``gram`` needs.
+
+    Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], Gram [B, B] float64 or None).
+    """
+    B, T, I = x.shape
+    O = W.shape[0]
+    assert d.shape == (B, T, O) and W.shape == (O, I), (x.shape, d.shape, W.shape)
+    G = torch.bmm(d.transpose(1, 2), x)  # [B, O, I]
+    N = O * I
+    BP = max(16, triton.next_power_of_2(B))
+    n_prog = triton.cdiv(N, block * iters)
+    dev = x.device
+    nthr = len(thresholds)
+    out_sum = torch.empty(O, I, dtype=torch.float32, device=dev)
+    p1 = torch.empty(n_prog, BP, dtype=torch.float32, device=dev)
+    p2 = torch.empty(n_prog, BP, dtype=torch.float32, device=dev)
+    ntp = triton.next_power_of_2(max(nthr, 1))
+    pc = torch.empty(n_prog, BP, ntp, dtype=torch.int32, device=dev)
+    gr = torch.empty(n_prog if want_gram else 1, BP, BP, dtype=torch.float32, device=dev)
+    thr = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=dev)
+    kw = {} if INTERPRET else {"num_warps": num_warps}
+    _reduce_g[(n_prog,)](G, W.contiguous(), out_sum, p1, p2, pc, gr, thr, B, N, NTHR=nthr, NTP=ntp, GRAM=want_gram, BP=BP,
+                         BLOCK=block, ITERS=iters, **kw)
+    counts = pc[:, :B].sum(0, dtype=torch.int64)[:, :nthr]
+    g = gr.sum(0, dtype=torch.float64)[:B, :B] if want_gram else None
+    return out_sum, p1[:, :B].sum(0), p2[:, :B].sum(0), counts, g
 
 
 def gram(flat: torch.Tensor) -> torch.Tensor:

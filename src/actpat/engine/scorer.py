@@ -50,7 +50,9 @@ class ScoreOptions:
     hidden: bool = False  # mean-pooled last hidden state per sample
     include: str | None = None
     exclude: str | None = None
-    kernel: str = "auto"  # auto: fused Triton kernel where it applies (CUDA, half precision); fused; unfused
+    # GPU half precision: fused (one Triton kernel, G in registers), split (library GEMM for G, then one
+    # Triton pass with the Gram in registers), unfused (PyTorch ops); auto: fused for sums, split for the Gram
+    kernel: str = "auto"
 
 
 @dataclass
@@ -178,22 +180,25 @@ class ActivationScorer:
     def _use_fused(self, sw: ScoredWeight, x: torch.Tensor, st: _BatchState) -> bool:
         if self.opts.kernel == "unfused" or sw.transposed or x.dtype not in (torch.bfloat16, torch.float16):
             return False
-        if len(st.pending) > 1:  # per-group sums of a mixed batch: the kernel sums over the whole batch
+        if len(st.pending) > 1:  # per-group sums of a mixed batch: the kernels sum over the whole batch
             return False
         ok = fused.available(x)
-        if self.opts.kernel == "fused" and not ok:
-            raise RuntimeError("kernel: fused needs Triton and a CUDA device; use kernel: auto or unfused")
+        if self.opts.kernel in ("fused", "split") and not ok:
+            raise RuntimeError(f"kernel: {self.opts.kernel} needs Triton and a CUDA device; use kernel: auto or unfused")
         return ok
 
     def _reduce_fused(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
         st = self._state
         sw = self.weights[k]
-        want_gram = self.opts.gram
-        total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, tuple(self.opts.thresholds), want_gram)
+        thr = tuple(self.opts.thresholds)
+        if self.opts.kernel == "split" or (self.opts.kernel == "auto" and self.opts.gram):
+            total, s1, s2, cnt, gm = fused.split_reduce(x, d, sw.weight, thr, self.opts.gram)
+        else:
+            total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, thr, self.opts.gram)
+            gm = fused.gram(a16.view(a16.shape[0], -1)) if self.opts.gram else None
         st.s1[k] = s1
         st.s2[k] = s2.to(torch.float64)
-        if want_gram:
-            gm = fused.gram(a16.view(a16.shape[0], -1))
+        if gm is not None:
             st.gram[sw.layer] = st.gram[sw.layer] + gm if sw.layer in st.gram else gm
         if self.opts.thresholds:
             st.cnt[k] = cnt
