@@ -46,18 +46,18 @@ def check(cfg, B=4, T=256):
 
 # (name, wants Gram, kwargs of fused_reduce or split_reduce)
 VARIANTS = [
-    ("fused", False, {}),
+    ("fused", False, {"row_partials": False}),
     ("fused rowp", False, {"row_partials": True}),
-    ("fused rowp 128x256", False, {"row_partials": True, "block": (128, 256, 64)}),
-    ("fused rowp 64x256 w4", False, {"row_partials": True, "block": (64, 256, 64), "num_warps": 4}),
-    ("fused rowp stages4", False, {"row_partials": True, "num_stages": 4}),
-    ("split 512x8 w8", False, {"split": True}),
-    ("split 1024x4 w8", False, {"split": True, "block": 1024, "iters": 4}),
-    ("split 256x16 w4", False, {"split": True, "block": 256, "iters": 16, "num_warps": 4}),
+    ("split 128x64 w4", False, {"split": True, "block": 128, "iters": 64, "num_warps": 4}),
+    ("split 256x32 w4", False, {"split": True, "block": 256, "iters": 32, "num_warps": 4}),
+    ("split 256x32 w8", False, {"split": True, "block": 256, "iters": 32, "num_warps": 8}),
+    ("split 512x16 w8", False, {"split": True, "block": 512, "iters": 16, "num_warps": 8}),
+    ("split 64x128 w2", False, {"split": True, "block": 64, "iters": 128, "num_warps": 2}),
     ("fused + bf16 Gram", True, {}),
-    ("split Gram 512x8 w8", True, {"split": True}),
-    ("split Gram 256x16 w4", True, {"split": True, "block": 256, "iters": 16, "num_warps": 4}),
-    ("split Gram 1024x4 w8", True, {"split": True, "block": 1024, "iters": 4}),
+    ("split Gram 128x64 w4", True, {"split": True, "block": 128, "iters": 64, "num_warps": 4}),
+    ("split Gram 256x32 w4", True, {"split": True, "block": 256, "iters": 32, "num_warps": 4}),
+    ("split Gram 256x32 w8", True, {"split": True, "block": 256, "iters": 32, "num_warps": 8}),
+    ("split Gram 64x128 w2", True, {"split": True, "block": 64, "iters": 128, "num_warps": 2}),
 ]
 
 

@@ -95,7 +95,7 @@ if HAVE_TRITON:
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
                  want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
-                 num_stages: int = 3, w_half: bool = False, row_partials: bool = False):
+                 num_stages: int = 3, w_half: bool = False, row_partials: bool = True):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
     Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None).
@@ -131,17 +131,21 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
 if HAVE_TRITON:
 
     @triton.jit
-    def _reduce_g(G, W, SUM, P1, P2, PC, GR, THR, B, N, NTHR: tl.constexpr, NTP: tl.constexpr, GRAM: tl.constexpr,
-                  BP: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
-        """One pass over G [B, N] (half precision) and W [N]: every reduction of A = |G ⊙ W|."""
+    def _reduce_g(G, W, SUM, P1, P2, PC, GR, THR, B, N, NTHR: tl.constexpr, GRAM: tl.constexpr,
+                  GRAM_BF16: tl.constexpr, BP: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+        """One pass over G [B, N] (half precision) and W [N]: every reduction of A = |G ⊙ W|.
+
+        Each program walks ITERS blocks of BLOCK weights with all samples at once.  The per-sample
+        partials stay element-wise in registers and are reduced across threads once at the end;
+        the threshold counts share one int32 lane (8 bits per threshold, ITERS <= 255).
+        """
         pid = tl.program_id(0)
         rb = tl.arange(0, BP)
         mb = rb < B
-        p1 = tl.zeros((BP,), dtype=tl.float32)
-        p2 = tl.zeros((BP,), dtype=tl.float32)
+        acc1 = tl.zeros((BP, BLOCK), dtype=tl.float32)
+        acc2 = tl.zeros((BP, BLOCK), dtype=tl.float32)
+        cnt = tl.zeros((BP, BLOCK), dtype=tl.int32)
         gr = tl.zeros((BP, BP), dtype=tl.float32)
-        rj = tl.arange(0, NTP)
-        cnt = tl.zeros((BP, NTP), dtype=tl.int32)
         for it in range(ITERS):
             rn = (pid * ITERS + it) * BLOCK + tl.arange(0, BLOCK)
             mn = rn < N
@@ -149,22 +153,26 @@ if HAVE_TRITON:
             g = tl.load(G + rb[:, None] * N + rn[None, :], mask=mb[:, None] & mn[None, :], other=0.0)
             a = tl.abs(g.to(tl.float32) * w[None, :])  # masked samples and weights are 0
             tl.store(SUM + rn, tl.sum(a, axis=0), mask=mn)
-            p1 += tl.sum(a, axis=1)
-            p2 += tl.sum(a * a, axis=1)
+            acc1 += a
+            acc2 += a * a
             for j in tl.static_range(NTHR):
-                c = tl.sum((a > tl.load(THR + j)).to(tl.int32), axis=1)
-                cnt += tl.where(rj[None, :] == j, c[:, None], 0)
-            if GRAM:  # every pair of this block's samples at once, on the tensor cores (tf32)
-                gr = tl.dot(a, tl.trans(a), gr)
-        tl.store(P1 + pid * BP + rb, p1)
-        tl.store(P2 + pid * BP + rb, p2)
-        tl.store(PC + (pid * BP + rb[:, None]) * NTP + rj[None, :], cnt)
+                cnt += (a > tl.load(THR + j)).to(tl.int32) << (8 * j)
+            if GRAM:  # every pair of samples of this block at once, on the tensor cores (bf16 in, fp32 out)
+                if GRAM_BF16:
+                    ah = a.to(tl.bfloat16)
+                    gr = tl.dot(ah, tl.trans(ah), gr)
+                else:  # the interpreter (NumPy has no bfloat16)
+                    gr = tl.dot(a, tl.trans(a), gr)
+        tl.store(P1 + pid * BP + rb, tl.sum(acc1, axis=1))
+        tl.store(P2 + pid * BP + rb, tl.sum(acc2, axis=1))
+        for j in tl.static_range(NTHR):
+            tl.store(PC + (pid * BP + rb) * NTHR + j, tl.sum((cnt >> (8 * j)) & 255, axis=1))
         if GRAM:
             tl.store(GR + pid * BP * BP + rb[:, None] * BP + rb[None, :], gr)
 
 
 def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
-                 want_gram: bool, block: int = 512, iters: int = 8, num_warps: int = 8):
+                 want_gram: bool, block: int = 128, iters: int = 64, num_warps: int = 4):
     """The same reductions as ``fused_reduce`` in two stages, with the Gram matrix in registers.
 
     Stage 1 forms every per-sample gradient G_b = δ_bᵀ X_b with one batched library GEMM in the
@@ -177,6 +185,7 @@ def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     B, T, I = x.shape
     O = W.shape[0]
     assert d.shape == (B, T, O) and W.shape == (O, I), (x.shape, d.shape, W.shape)
+    assert len(thresholds) <= 4 and iters <= 255, "counts are packed 8 bits per threshold in one int32"
     G = torch.bmm(d.transpose(1, 2), x)  # [B, O, I]
     N = O * I
     BP = max(16, triton.next_power_of_2(B))
@@ -186,13 +195,12 @@ def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     out_sum = torch.empty(O, I, dtype=torch.float32, device=dev)
     p1 = torch.empty(n_prog, BP, dtype=torch.float32, device=dev)
     p2 = torch.empty(n_prog, BP, dtype=torch.float32, device=dev)
-    ntp = triton.next_power_of_2(max(nthr, 1))
-    pc = torch.empty(n_prog, BP, ntp, dtype=torch.int32, device=dev)
+    pc = torch.empty(n_prog, BP, max(nthr, 1), dtype=torch.int32, device=dev)
     gr = torch.empty(n_prog if want_gram else 1, BP, BP, dtype=torch.float32, device=dev)
     thr = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=dev)
     kw = {} if INTERPRET else {"num_warps": num_warps}
-    _reduce_g[(n_prog,)](G, W.contiguous(), out_sum, p1, p2, pc, gr, thr, B, N, NTHR=nthr, NTP=ntp, GRAM=want_gram, BP=BP,
-                         BLOCK=block, ITERS=iters, **kw)
+    _reduce_g[(n_prog,)](G, W.contiguous(), out_sum, p1, p2, pc, gr, thr, B, N, NTHR=nthr, GRAM=want_gram,
+                         GRAM_BF16=not INTERPRET, BP=BP, BLOCK=block, ITERS=iters, **kw)
     counts = pc[:, :B].sum(0, dtype=torch.int64)[:, :nthr]
     g = gr.sum(0, dtype=torch.float64)[:B, :B] if want_gram else None
     return out_sum, p1[:, :B].sum(0), p2[:, :B].sum(0), counts, g
