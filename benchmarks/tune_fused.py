@@ -46,18 +46,17 @@ def check(cfg, B=4, T=256):
 
 # (name, wants Gram, kwargs of fused_reduce or split_reduce)
 VARIANTS = [
-    ("fused", False, {"row_partials": False}),
     ("fused rowp", False, {"row_partials": True}),
-    ("split 128x64 w4", False, {"split": True, "block": 128, "iters": 64, "num_warps": 4}),
-    ("split 256x32 w4", False, {"split": True, "block": 256, "iters": 32, "num_warps": 4}),
-    ("split 256x32 w8", False, {"split": True, "block": 256, "iters": 32, "num_warps": 8}),
-    ("split 512x16 w8", False, {"split": True, "block": 512, "iters": 16, "num_warps": 8}),
     ("split 64x128 w2", False, {"split": True, "block": 64, "iters": 128, "num_warps": 2}),
+    ("split 64x128 w1", False, {"split": True, "block": 64, "iters": 128, "num_warps": 1}),
+    ("split 32x128 w1", False, {"split": True, "block": 32, "iters": 128, "num_warps": 1}),
+    ("split 128x64 w1", False, {"split": True, "block": 128, "iters": 64, "num_warps": 1}),
+    ("split 64x128 w1 s3", False, {"split": True, "block": 64, "iters": 128, "num_warps": 1, "num_stages": 3}),
+    ("split 64x128 w2 s3", False, {"split": True, "block": 64, "iters": 128, "num_warps": 2, "num_stages": 3}),
     ("fused + bf16 Gram", True, {}),
-    ("split Gram 128x64 w4", True, {"split": True, "block": 128, "iters": 64, "num_warps": 4}),
-    ("split Gram 256x32 w4", True, {"split": True, "block": 256, "iters": 32, "num_warps": 4}),
-    ("split Gram 256x32 w8", True, {"split": True, "block": 256, "iters": 32, "num_warps": 8}),
-    ("split Gram 64x128 w2", True, {"split": True, "block": 64, "iters": 128, "num_warps": 2}),
+    ("split Gram 64x128 w1", True, {"split": True, "block": 64, "iters": 128, "num_warps": 1}),
+    ("split Gram 32x128 w1", True, {"split": True, "block": 32, "iters": 128, "num_warps": 1}),
+    ("split Gram 64x128 w1 s3", True, {"split": True, "block": 64, "iters": 128, "num_warps": 1, "num_stages": 3}),
 ]
 
 

@@ -172,7 +172,7 @@ if HAVE_TRITON:
 
 
 def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
-                 want_gram: bool, block: int = 128, iters: int = 64, num_warps: int = 4):
+                 want_gram: bool, block: int = 128, iters: int = 64, num_warps: int = 4, num_stages: int = 2):
     """The same reductions as ``fused_reduce`` in two stages, with the Gram matrix in registers.
 
     Stage 1 forms every per-sample gradient G_b = δ_bᵀ X_b with one batched library GEMM in the
@@ -198,7 +198,7 @@ def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     pc = torch.empty(n_prog, BP, max(nthr, 1), dtype=torch.int32, device=dev)
     gr = torch.empty(n_prog if want_gram else 1, BP, BP, dtype=torch.float32, device=dev)
     thr = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=dev)
-    kw = {} if INTERPRET else {"num_warps": num_warps}
+    kw = {} if INTERPRET else {"num_warps": num_warps, "num_stages": num_stages}
     _reduce_g[(n_prog,)](G, W.contiguous(), out_sum, p1, p2, pc, gr, thr, B, N, NTHR=nthr, GRAM=want_gram,
                          GRAM_BF16=not INTERPRET, BP=BP, BLOCK=block, ITERS=iters, **kw)
     counts = pc[:, :B].sum(0, dtype=torch.int64)[:, :nthr]
