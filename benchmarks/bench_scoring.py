@@ -129,9 +129,9 @@ def ref_mean(model, tok, weights, texts, max_tokens):
 
 
 def suite_mean(model, tok, texts, dev, max_tokens, batch_size, ref_n, label, flops_per_sample=None, gram=False,
-               thresholds=(1e-5, 1e-4), repeats=1, kernel="auto", overlap=False):
+               thresholds=(1e-5, 1e-4), repeats=1, kernel="auto"):
     eng = ActivationScorer(model, tok, ScoreOptions(max_tokens=max_tokens, thresholds=thresholds, gram=gram,
-                                                    kernel=kernel, overlap=overlap))
+                                                    kernel=kernel))
     ids = [str(i) for i in range(len(texts))]
     # warm-up (allocator, kernels)
     eng.run(texts[:batch_size], ids[:batch_size], batch_size=batch_size, progress=False)
@@ -196,9 +196,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--gpu-batch-sizes", type=int, nargs="+", default=[4, 8, 16])
     ap.add_argument("--gpu-layers", type=int, default=32)
-    ap.add_argument("--kernels", nargs="+", default=["unfused", "fused"], choices=["unfused", "fused", "split", "auto"])
-    ap.add_argument("--overlap", nargs="+", default=["off"], choices=["off", "on"],
-                    help="GPU reductions on a side stream (suite c)")
+    ap.add_argument("--kernels", nargs="+", default=["unfused", "fused", "split", "auto"], choices=["unfused", "fused", "split", "auto"])
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -226,14 +224,11 @@ def main():
         flops = 6 * n_lin * 256  # forward + input gradients + per-sample weight gradients
         for bs in a.gpu_batch_sizes:
             texts = [f"s{i}" for i in range(4 * bs)]
-            for kernel, ov in itertools.product(a.kernels, a.overlap):
-                if kernel == "unfused" and ov == "on":
-                    continue  # the side stream applies to the Triton kernels only
+            for kernel in a.kernels:
                 for gram in (False, True):
                     r = suite_mean(model, tok, texts, a.device, 256, bs, a.ref_samples,
-                                   f"c 7B bf16 256 tok, {kernel}{' +overlap' if ov == 'on' else ''}, "
-                                   f"{'Gram' if gram else 'mean'}", flops, gram=gram, kernel=kernel,
-                                   overlap=ov == "on")
+                                   f"c 7B bf16 256 tok, {kernel}, {'Gram' if gram else 'mean'}", flops, gram=gram,
+                                   kernel=kernel)
                     r["ceiling_samples_per_s"] = 790e12 / flops
                     r["pct_of_ceiling"] = 100 * r["engine_samples_per_s"] / r["ceiling_samples_per_s"]
                     rows.append(r)

@@ -172,7 +172,7 @@ if HAVE_TRITON:
 
 
 def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
-                 want_gram: bool, block: int = 128, iters: int = 64, num_warps: int = 4, num_stages: int = 2):
+                 want_gram: bool, block: int = 32, iters: int = 128, num_warps: int = 1, num_stages: int = 2):
     """The same reductions as ``fused_reduce`` in two stages, with the Gram matrix in registers.
 
     Stage 1 forms every per-sample gradient G_b = δ_bᵀ X_b with one batched library GEMM in the
@@ -185,7 +185,8 @@ def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     B, T, I = x.shape
     O = W.shape[0]
     assert d.shape == (B, T, O) and W.shape == (O, I), (x.shape, d.shape, W.shape)
-    assert len(thresholds) <= 4 and iters <= 255, "counts are packed 8 bits per threshold in one int32"
+    if len(thresholds) > 4 or iters > 255:  # counts are packed 8 bits per threshold in one int32
+        raise ValueError("kernel: split counts at most 4 thresholds; use kernel: fused or auto")
     G = torch.bmm(d.transpose(1, 2), x)  # [B, O, I]
     N = O * I
     BP = max(16, triton.next_power_of_2(B))

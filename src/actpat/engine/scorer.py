@@ -53,8 +53,6 @@ class ScoreOptions:
     # GPU half precision: fused (one Triton kernel, G in registers), split (library GEMM for G, then one
     # Triton pass with the Gram in registers), unfused (PyTorch ops); auto: fused for sums, split for the Gram
     kernel: str = "auto"
-    # run the GPU reductions on a side stream, overlapping the rest of the backward pass
-    overlap: bool = False
 
 
 @dataclass
@@ -94,7 +92,6 @@ class _BatchState:
         self.bad = torch.zeros(B, dtype=torch.bool)
         self.bad_where: dict[int, str] = {}
         self.pending: dict[str, dict[int, torch.Tensor]] = {g: {} for g in groups} if want_sums else {}
-        self.streams: set = set()  # (main, side) CUDA streams used by overlapped reductions
 
     def gather(self, n_mats: int, n_thr: int, names: list[str]):
         """Move the pass's per-sample results to the CPU (one sync) and flag non-finite samples."""
@@ -141,7 +138,6 @@ class ActivationScorer:
         self.sum_dtype = torch.float64 if dt == torch.float64 else torch.float32
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._state: _BatchState | None = None
-        self._side: dict = {}  # device -> side CUDA stream (overlap)
 
     # ------------------------------------------------------------------ tokenisation
 
@@ -192,24 +188,11 @@ class ActivationScorer:
         return ok
 
     def _reduce_fused(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
-        if not (self.opts.overlap and x.is_cuda):
-            return self._reduce_kernel(k, x, d)
-        main = torch.cuda.current_stream(x.device)
-        if x.device not in self._side:
-            self._side[x.device] = torch.cuda.Stream(x.device)
-        side = self._side[x.device]
-        side.wait_stream(main)
-        x.record_stream(side)  # x and d are freed by autograd on the main stream: not reused before side is done
-        d.record_stream(side)
-        with torch.cuda.stream(side):
-            self._reduce_kernel(k, x, d)
-        self._state.streams.add((main, side))
-
-    def _reduce_kernel(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
         st = self._state
         sw = self.weights[k]
         thr = tuple(self.opts.thresholds)
-        if self.opts.kernel == "split" or (self.opts.kernel == "auto" and self.opts.gram):
+        # measured on an H200 (benchmarks/NOTES.md): fused is fastest for the sums, split for the Gram
+        if self.opts.kernel == "split" or (self.opts.kernel == "auto" and self.opts.gram and len(thr) <= 4):
             total, s1, s2, cnt, gm = fused.split_reduce(x, d, sw.weight, thr, self.opts.gram)
         else:
             total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, thr, self.opts.gram)
@@ -363,8 +346,6 @@ class ActivationScorer:
                     hidden = ((h * m).sum(1) / m.sum(1)).cpu().numpy()
                 del out
                 D.sum().backward()
-            for main, side in st.streams:  # side-stream reductions finish before the results are read
-                main.wait_stream(side)
             st.stats = st.gather(len(self.weights), len(self.opts.thresholds), [w.name for w in self.weights])
         finally:
             self._state = None
