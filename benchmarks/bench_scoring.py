@@ -233,13 +233,16 @@ def main():
                     r["pct_of_ceiling"] = 100 * r["engine_samples_per_s"] / r["ceiling_samples_per_s"]
                     rows.append(r)
                     print(json.dumps(r), flush=True)
-    print("\n| suite | batch | reference /s | engine /s | speed-up | ref peak GiB | engine peak GiB |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| suite | batch | reference /s | engine /s | speed-up | engine TFLOP/s | % of ceiling | ref peak GiB "
+          "| engine peak GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         unit_ref = r.get("ref_samples_per_s", r.get("ref_pairs_per_s"))
         unit_eng = r.get("engine_samples_per_s", r.get("engine_pairs_per_s"))
+        tf = f"{r['engine_tflops']:.0f}" if "engine_tflops" in r else "—"
+        pct = f"{r['pct_of_ceiling']:.0f}" if "pct_of_ceiling" in r else "—"
         print(f"| {r['suite']} | {r.get('batch_size', r.get('block'))} | {unit_ref:.3f} | {unit_eng:.3f} | "
-              f"{r['speedup']:.2f}x | {r['ref_peak_gib']:.1f} | {r['engine_peak_gib']:.1f} |")
+              f"{r['speedup']:.2f}x | {tf} | {pct} | {r['ref_peak_gib']:.1f} | {r['engine_peak_gib']:.1f} |")
     if a.json:
         Path(a.json).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
 

@@ -144,6 +144,9 @@ BAD = [
     ("bigbench-no-task", _set("domains.qa", {"source": "bigbench", "format": "boolq"}), ["domains.qa", "'task'"]),
     # conflicting options
     ("device-map-cpu", _set("models.tiny.device_map", "auto"), ["models.tiny", "conflicts with device: cpu"]),
+    ("split-five-thresholds", lambda c: (_set("scoring.kernel", "split")(c), _set("models.tiny.thresholds",
+                                         [1e-1, 1e-2, 1e-3, 1e-4, 1e-5])(c))[-1],
+     ["models.tiny.thresholds", "at most 4 thresholds"]),
     ("half-on-cpu", _set("models.tiny.dtype", "bfloat16"), ["models.tiny.dtype", "use float32 on CPU"]),
     ("samples-over-pool", _set("scoring.samples", 20), ["scoring.samples", "exceeds data.pool (12)"]),
     ("domain-samples-over-pool", _set("domains.qa.samples", 13), ["domains.qa.samples", "exceeds data.pool"]),

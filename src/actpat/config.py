@@ -316,6 +316,9 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
         thr = m.get("thresholds", [])
         if len(set(thr)) != len(thr):
             out.append(f"models.{name}.thresholds: duplicate values {thr}")
+        if cfg["scoring"].get("kernel") == "split" and len(thr) > 4:
+            out.append(f"models.{name}.thresholds: scoring.kernel: split counts at most 4 thresholds, got {len(thr)}; "
+                       "use kernel: auto or fused")
         L = _declared_layers(m, base)
         if L is not None:
             for key, win in (("similarity.deep_window", cfg["similarity"]["deep_window"]),
