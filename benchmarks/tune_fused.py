@@ -46,17 +46,18 @@ def check(cfg, B=4, T=256):
 
 # (name, wants Gram, kwargs of fused_reduce or split_reduce)
 VARIANTS = [
-    ("fused rowp", False, {"row_partials": True}),
-    ("split 64x128 w2", False, {"split": True, "block": 64, "iters": 128, "num_warps": 2}),
-    ("split 64x128 w1", False, {"split": True, "block": 64, "iters": 128, "num_warps": 1}),
-    ("split 32x128 w1", False, {"split": True, "block": 32, "iters": 128, "num_warps": 1}),
-    ("split 128x64 w1", False, {"split": True, "block": 128, "iters": 64, "num_warps": 1}),
-    ("split 64x128 w1 s3", False, {"split": True, "block": 64, "iters": 128, "num_warps": 1, "num_stages": 3}),
-    ("split 64x128 w2 s3", False, {"split": True, "block": 64, "iters": 128, "num_warps": 2, "num_stages": 3}),
+    ("fused rowp", False, {}),
+    ("fused rowp flat", False, {"flatten": True}),
+    ("fused rowp group4", False, {"group": 4}),
+    ("fused rowp group8", False, {"group": 8}),
+    ("fused rowp group16", False, {"group": 16}),
+    ("fused rowp group8 flat", False, {"group": 8, "flatten": True}),
+    ("fused rowp group8 flat stages4", False, {"group": 8, "flatten": True, "num_stages": 4}),
+    ("fused rowp group8 flat stages2", False, {"group": 8, "flatten": True, "num_stages": 2}),
+    ("split 32x128 w1", False, {"split": True}),
     ("fused + bf16 Gram", True, {}),
-    ("split Gram 64x128 w1", True, {"split": True, "block": 64, "iters": 128, "num_warps": 1}),
-    ("split Gram 32x128 w1", True, {"split": True, "block": 32, "iters": 128, "num_warps": 1}),
-    ("split Gram 64x128 w1 s3", True, {"split": True, "block": 64, "iters": 128, "num_warps": 1, "num_stages": 3}),
+    ("fused + bf16 Gram group8 flat", True, {"group": 8, "flatten": True}),
+    ("split Gram 32x128 w1", True, {"split": True}),
 ]
 
 

@@ -43,10 +43,20 @@ if HAVE_TRITON:
     def _fused_act(D, X, W, SUM, P1, P2, PC, A16, THR, B: tl.constexpr, T, O, I,
                    sdb, sdt, sdo, sxb, sxt, sxi,
                    NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr, ROWP: tl.constexpr,
+                   FLAT: tl.constexpr, GROUP: tl.constexpr,
                    BO: tl.constexpr, BI: tl.constexpr, BT: tl.constexpr):
-        pid_o = tl.program_id(0)
-        pid_i = tl.program_id(1)
-        tile = pid_o * tl.num_programs(1) + pid_i
+        tile = tl.program_id(0)
+        n_o = tl.cdiv(O, BO)
+        n_i = tl.cdiv(I, BI)
+        if GROUP > 0:  # programs running together cover GROUP row tiles: their δ and X tiles stay in L2
+            per_group = GROUP * n_i
+            first_o = (tile // per_group) * GROUP
+            size = tl.minimum(n_o - first_o, GROUP)
+            pid_o = first_o + (tile % per_group) % size
+            pid_i = (tile % per_group) // size
+        else:
+            pid_o = tile % n_o
+            pid_i = tile // n_o
         ro = pid_o * BO + tl.arange(0, BO)
         ri = pid_i * BI + tl.arange(0, BI)
         mo = ro < O
@@ -59,7 +69,7 @@ if HAVE_TRITON:
             w = w.to(tl.float32)
         s_acc = tl.zeros((BO, BI), dtype=tl.float32)
         rt = tl.arange(0, BT)
-        for b in range(B):
+        for b in tl.range(0, B, flatten=FLAT):  # flattened: the next sample's loads overlap this epilogue
             g = tl.zeros((BO, BI), dtype=tl.float32)
             for t0 in range(0, T, BT):
                 tt = t0 + rt
@@ -95,7 +105,8 @@ if HAVE_TRITON:
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
                  want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
-                 num_stages: int = 3, w_half: bool = False, row_partials: bool = True):
+                 num_stages: int = 3, w_half: bool = False, row_partials: bool = True, flatten: bool = False,
+                 group: int = 0):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
     Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None).
@@ -107,8 +118,8 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     d = d.contiguous()
     W = W.contiguous()
     BO, BI, BT = block
-    grid = (triton.cdiv(O, BO), triton.cdiv(I, BI))
-    n_tiles = grid[0] * grid[1]
+    n_tiles = triton.cdiv(O, BO) * triton.cdiv(I, BI)
+    grid = (n_tiles,)
     dev = x.device
     out_sum = torch.empty(O, I, dtype=torch.float32, device=dev)
     rows = BO if row_partials else 1
@@ -123,7 +134,7 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     _fused_act[grid](d, x, W, out_sum, p1, p2, pc, a16, thr, B, T, O, I,
                      d.stride(0), d.stride(1), d.stride(2), x.stride(0), x.stride(1), x.stride(2),
                      NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32, ROWP=row_partials,
-                     BO=BO, BI=BI, BT=BT, **kw)
+                     FLAT=flatten, GROUP=group, BO=BO, BI=BI, BT=BT, **kw)
     counts = pc.sum((0, 2), dtype=torch.int64)[:, :nthr]
     return out_sum, p1.sum((0, 2)), p2.sum((0, 2)), counts, (a16 if want_a else None)
 
