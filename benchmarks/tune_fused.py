@@ -47,16 +47,17 @@ def check(cfg, B=4, T=256):
 # (name, wants Gram, kwargs of fused_reduce or split_reduce)
 VARIANTS = [
     ("fused rowp", False, {}),
-    ("fused rowp flat", False, {"flatten": True}),
-    ("fused rowp group4", False, {"group": 4}),
-    ("fused rowp group8", False, {"group": 8}),
-    ("fused rowp group16", False, {"group": 16}),
-    ("fused rowp group8 flat", False, {"group": 8, "flatten": True}),
     ("fused rowp group8 flat stages4", False, {"group": 8, "flatten": True, "num_stages": 4}),
-    ("fused rowp group8 flat stages2", False, {"group": 8, "flatten": True, "num_stages": 2}),
-    ("split 32x128 w1", False, {"split": True}),
-    ("fused + bf16 Gram", True, {}),
-    ("fused + bf16 Gram group8 flat", True, {"group": 8, "flatten": True}),
+    ("fused rowp group8 flat stages5", False, {"group": 8, "flatten": True, "num_stages": 5}),
+    ("fused rowp group8 flat stages4 BT32", False, {"group": 8, "flatten": True, "num_stages": 4,
+                                                    "block": (128, 128, 32)}),
+    ("fused rowp group8 flat stages6 BT32", False, {"group": 8, "flatten": True, "num_stages": 6,
+                                                    "block": (128, 128, 32)}),
+    ("fused rowp group4 flat stages4", False, {"group": 4, "flatten": True, "num_stages": 4}),
+    ("fused rowp group16 flat stages4", False, {"group": 16, "flatten": True, "num_stages": 4}),
+    ("fused rowp group8 flat stages4 |W| bf16", False, {"group": 8, "flatten": True, "num_stages": 4,
+                                                        "w_half": True}),
+    ("fused + bf16 Gram group8 flat stages4", True, {"group": 8, "flatten": True, "num_stages": 4}),
     ("split Gram 32x128 w1", True, {"split": True}),
 ]
 
