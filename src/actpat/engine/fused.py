@@ -105,8 +105,8 @@ if HAVE_TRITON:
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
                  want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
-                 num_stages: int = 3, w_half: bool = False, row_partials: bool = True, flatten: bool = False,
-                 group: int = 0):
+                 num_stages: int = 4, w_half: bool = False, row_partials: bool = True, flatten: bool = True,
+                 group: int = 8):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
     Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None).
