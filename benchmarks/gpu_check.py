@@ -93,7 +93,7 @@ def check_kernels_f64():
     thr = (1e-5, 1e-4)
     want = torch.stack([(F > t).sum(1) for t in thr], 1)
     for name, out in (("fused", fused_reduce(x, d, W, thr, False)),
-                      ("fused, row partials", fused_reduce(x, d, W, thr, False, row_partials=True)),
+                      ("fused, plain tile order and loop", fused_reduce(x, d, W, thr, False, group=0, flatten=False)),
                       ("split", split_reduce(x, d, W, thr, True))):
         s, s1, s2, c, g = out
         moved = float((c.cpu() - want.cpu()).abs().sum() / want.sum())

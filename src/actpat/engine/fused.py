@@ -1,18 +1,23 @@
-"""Fused per-sample activation kernel (Triton; CUDA, or the Triton interpreter for tests).
+"""Per-sample activation kernels (Triton; CUDA, or the Triton interpreter for tests).
 
 The un-fused path materialises every per-sample gradient G_b = δ_bᵀ X_b in float32 and then
 makes about eight passes over it (multiply by W, abs, sums, counts, Gram): memory traffic,
-not arithmetic, dominates.  This kernel forms each G_b tile with ``tl.dot`` in registers
-from δ and X, multiplies by the W tile, takes |.|, and reduces in the same registers:
+not arithmetic, dominates.  Two kernels avoid that (timings: benchmarks/NOTES.md).
+
+``fused_reduce`` forms each G_b tile with ``tl.dot`` in registers from δ and X, multiplies by
+the W tile, takes |.|, and reduces in the same registers; G never exists in memory:
 
   * Σ_b A_b                 -> written once per tile (the batch's contribution to the sums)
-  * Σ A, Σ A², #{A > γ_j}   -> per (tile, sample) partials, summed afterwards (deterministic:
+  * Σ A, Σ A², #{A > γ_j}   -> per (tile, sample, row) partials, summed afterwards (deterministic:
                                no atomics, so results do not depend on scheduling)
-  * optionally A_b in bf16  -> for the Gram matrix, which needs every sample's tile at once;
-                               one bf16 write + one read instead of the un-fused ~35 bytes/weight.
+  * optionally A_b in bf16  -> for the Gram matrix, which needs every sample's tile at once
 
-G never exists in memory.  Only nn.Linear weights ([out, in]) with half-precision operands
-take this path; everything else uses the un-fused reference path in ``scorer.py``.
+``split_reduce`` forms G with one library GEMM (rounded once to bf16) and reduces it in one
+pass that holds all samples of a weight block at once, so it also pairs them for the Gram
+matrix in registers; faster than ``fused_reduce`` + ``gram`` when the Gram is wanted.
+
+Only nn.Linear weights ([out, in]) with half-precision operands take these paths; everything
+else uses the un-fused reference path in ``scorer.py``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ if HAVE_TRITON:
     @triton.jit
     def _fused_act(D, X, W, SUM, P1, P2, PC, A16, THR, B: tl.constexpr, T, O, I,
                    sdb, sdt, sdo, sxb, sxt, sxi,
-                   NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr, ROWP: tl.constexpr,
+                   NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr,
                    FLAT: tl.constexpr, GROUP: tl.constexpr,
                    BO: tl.constexpr, BI: tl.constexpr, BT: tl.constexpr):
         tile = tl.program_id(0)
@@ -84,20 +89,13 @@ if HAVE_TRITON:
             else:
                 a = tl.abs(g * w)  # masked lanes have w = 0, so they add nothing below
             s_acc += a
-            if ROWP:  # per-row partials: a reduction inside each warp, no cross-warp barrier per sample
-                rb = (tile * B + b) * BO + tl.arange(0, BO)
-                tl.store(P1 + rb, tl.sum(a, axis=1))
-                tl.store(P2 + rb, tl.sum(a * a, axis=1))
-                for j in tl.static_range(NTHR):
-                    thr = tl.load(THR + j)
-                    tl.store(PC + rb * NTHR + j, tl.sum((a > thr).to(tl.int32), axis=1))
-            else:
-                tl.store(P1 + tile * B + b, tl.sum(tl.sum(a, axis=1), axis=0))
-                tl.store(P2 + tile * B + b, tl.sum(tl.sum(a * a, axis=1), axis=0))
-                for j in tl.static_range(NTHR):
-                    thr = tl.load(THR + j)
-                    tl.store(PC + (tile * B + b) * NTHR + j,
-                             tl.sum(tl.sum((a > thr).to(tl.int32), axis=1), axis=0))
+            # per-row partials: reduced within each warp, no cross-warp barrier per sample
+            rb = (tile * B + b) * BO + tl.arange(0, BO)
+            tl.store(P1 + rb, tl.sum(a, axis=1))
+            tl.store(P2 + rb, tl.sum(a * a, axis=1))
+            for j in tl.static_range(NTHR):
+                thr = tl.load(THR + j)
+                tl.store(PC + rb * NTHR + j, tl.sum((a > thr).to(tl.int32), axis=1))
             if WRITE_A:
                 tl.store(A16 + b * O * I + ro[:, None] * I + ri[None, :], a.to(tl.bfloat16), mask=m2)
         tl.store(SUM + ro[:, None] * I + ri[None, :], s_acc, mask=m2)
@@ -105,8 +103,7 @@ if HAVE_TRITON:
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
                  want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
-                 num_stages: int = 4, w_half: bool = False, row_partials: bool = True, flatten: bool = True,
-                 group: int = 8):
+                 num_stages: int = 4, w_half: bool = False, flatten: bool = True, group: int = 8):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
     Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None).
@@ -122,18 +119,17 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     grid = (n_tiles,)
     dev = x.device
     out_sum = torch.empty(O, I, dtype=torch.float32, device=dev)
-    rows = BO if row_partials else 1
-    p1 = torch.empty(n_tiles, B, rows, dtype=torch.float32, device=dev)
-    p2 = torch.empty(n_tiles, B, rows, dtype=torch.float32, device=dev)
+    p1 = torch.empty(n_tiles, B, BO, dtype=torch.float32, device=dev)
+    p2 = torch.empty(n_tiles, B, BO, dtype=torch.float32, device=dev)
     nthr = len(thresholds)
-    pc = torch.empty(n_tiles, B, rows, max(nthr, 1), dtype=torch.int32, device=dev)
+    pc = torch.empty(n_tiles, B, BO, max(nthr, 1), dtype=torch.int32, device=dev)
     thr = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=dev)
     a16 = torch.empty(B, O, I, dtype=torch.bfloat16, device=dev) if want_a else torch.empty(1, dtype=torch.bfloat16,
                                                                                             device=dev)
     kw = {} if INTERPRET else {"num_warps": num_warps, "num_stages": num_stages}
     _fused_act[grid](d, x, W, out_sum, p1, p2, pc, a16, thr, B, T, O, I,
                      d.stride(0), d.stride(1), d.stride(2), x.stride(0), x.stride(1), x.stride(2),
-                     NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32, ROWP=row_partials,
+                     NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32,
                      FLAT=flatten, GROUP=group, BO=BO, BI=BI, BT=BT, **kw)
     counts = pc.sum((0, 2), dtype=torch.int64)[:, :nthr]
     return out_sum, p1.sum((0, 2)), p2.sum((0, 2)), counts, (a16 if want_a else None)

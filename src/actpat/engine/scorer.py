@@ -191,8 +191,10 @@ class ActivationScorer:
         st = self._state
         sw = self.weights[k]
         thr = tuple(self.opts.thresholds)
-        # measured on an H200 (benchmarks/NOTES.md): fused is fastest for the sums, split for the Gram
-        if self.opts.kernel == "split" or (self.opts.kernel == "auto" and self.opts.gram and len(thr) <= 4):
+        # measured on an H200 (benchmarks/NOTES.md): fused is fastest for the sums, split for the Gram;
+        # split rounds G to the operands' precision, which only bf16's range makes safe
+        auto_split = self.opts.gram and len(thr) <= 4 and x.dtype == torch.bfloat16
+        if self.opts.kernel == "split" or (self.opts.kernel == "auto" and auto_split):
             total, s1, s2, cnt, gm = fused.split_reduce(x, d, sw.weight, thr, self.opts.gram)
         else:
             total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, thr, self.opts.gram)
