@@ -11,17 +11,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from actpat.data import pairs as P  # noqa: E402
 from actpat.data.sources import DataError  # noqa: E402
 from actpat.data.tables import write_parquet  # noqa: E402
+from fetched import ASSETS, needs_assets  # noqa: E402
 
 HUB = Path(__file__).parent / "fixtures" / "hub"
-ASSETS = Path(__file__).resolve().parents[1] / "resources" / "assets"
-needs_assets = pytest.mark.skipif(not ASSETS.is_dir(), reason="resources/assets absent")
 
 
 def local(path, **kw):
     return {"source": "local", "path": str(path), "pairs": 256, "selection": "first", **kw}
 
 
-@needs_assets
+@needs_assets("gensim-testdata")
 def test_lee_has_1225_pairs_with_hand_checked_scores():
     pairs = P.read_lee()
     assert len(pairs) == 1225 == 50 * 49 // 2
@@ -36,7 +35,7 @@ def test_lee_has_1225_pairs_with_hand_checked_scores():
     assert by["02-15"].source == "pypi:gensim==4.4.0:similarities0-1.txt#2,15"
 
 
-@needs_assets
+@needs_assets("gensim-testdata")
 def test_lee_table_seeded_and_first(tmp_path):
     b = P.build_pairset("lee", {"source": "gensim_lee", "pairs": 256, "selection": "seeded"}, {"seed": 1})
     df = b.df
@@ -53,7 +52,7 @@ def test_lee_table_seeded_and_first(tmp_path):
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 
-@needs_assets
+@needs_assets("gensim-testdata")
 def test_word_pairs():
     sl = P.read_pairs({"source": "gensim_simlex"})
     ws = P.read_pairs({"source": "gensim_wordsim"})

