@@ -4,9 +4,10 @@ For each configuration: check against a float64 reference on a slice, then time 
 triton.testing.do_bench (median).  Also times the frozen-weight forward+backward of the
 whole 7B-shaped model, the cap on end-to-end throughput.  Prints a table; --json saves it.
 
-  --mode tiles     tile configurations of the fused kernel (first two rounds of NOTES.md)
-  --mode variants  fused vs fused with per-row partials vs split (library GEMM + one reduction
-                   pass), for the mean and the Gram reductions (third round)
+  --mode tiles     tile configurations of the fused kernel in its first schedule (plain tile
+                   order, nested loops: the first two rounds of NOTES.md)
+  --mode variants  schedules of the fused kernel and the split kernel (library GEMM + one
+                   reduction pass), for the mean and the Gram reductions (third round)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def check(cfg, B=4, T=256):
     d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
     W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16)
     s, s1, *_ = fused_reduce(x, d, W, (1.0,), False, block=cfg[:3], num_warps=cfg[3], num_stages=cfg[4],
-                             w_half=cfg[5])
+                             w_half=cfg[5], group=0, flatten=False)
     A = (torch.einsum("bto,bti->boi", d.double(), x.double()) * W.double()).abs()
     return float((s.double() - A.sum(0)).norm() / A.sum(0).norm())
 
@@ -131,7 +132,7 @@ def frozen_fwd_bwd(B, T, layers):
 
     ms = triton.testing.do_bench(step, warmup=200, rep=1500, return_mode="median")
     h.remove()
-    del m
+    del step, emb, m  # free the weights before the next measurement
     torch.cuda.empty_cache()
     return ms
 
@@ -147,7 +148,7 @@ def tiles(B, T, layers):
             W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16)
             ms = triton.testing.do_bench(lambda: fused_reduce(x, d, W, (1e-5, 1e-4), False, block=cfg[:3],
                                                               num_warps=cfg[3], num_stages=cfg[4],
-                                                              w_half=cfg[5]),
+                                                              w_half=cfg[5], group=0, flatten=False),
                                          warmup=100, rep=500, return_mode="median")
             row[f"{O}x{I}_ms"] = ms
             row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
