@@ -126,7 +126,7 @@ def frozen_fwd_bwd(B, T, layers):
     emb = m.get_input_embeddings()
     h = emb.register_forward_hook(lambda mod, i, o: o.requires_grad_(True))
 
-    def step():
+    def step(m=m):
         out = m(input_ids=ids, use_cache=False, logits_to_keep=1)
         out.logits.float().max(-1).values.sum().backward()
 
