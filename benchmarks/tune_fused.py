@@ -87,34 +87,43 @@ def check_variant(want_gram, kw, B=16, T=256):
     return err
 
 
+def time_shapes(row, make_fn, B, T, layers):
+    """Time ``make_fn(O, I)()`` on the three LLaMA-2-7B matrix shapes; add ms, TFLOP/s and the model total."""
+    for O, I in SHAPES:
+        fn = make_fn(O, I)
+        ms = triton.testing.do_bench(fn, warmup=100, rep=500, return_mode="median")
+        row[f"{O}x{I}_ms"] = ms
+        row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
+    # one block: 4 attention matrices + 2 x (11008x4096) + 1 x (4096x11008)
+    row["model_ms_per_batch"] = layers * (4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"] + row["4096x11008_ms"])
+    return row
+
+
+def inputs(B, T, O, I, scale=False):
+    x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
+    d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16) * (1e-3 if scale else 1.0)
+    W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16) * (2e-2 if scale else 1.0)
+    return x, d, W
+
+
 def variants(B, T, layers):
     rows = []
     for name, want_gram, kw in VARIANTS:
+        def make(O, I, want_gram=want_gram, kw=kw):
+            x, d, W = inputs(B, T, O, I, scale=True)
+            return lambda: run_variant(x, d, W, want_gram, kw)
+
         row = {"variant": name, "gram": want_gram, "check_rel_err": check_variant(want_gram, kw)}
-        for O, I in SHAPES:
-            x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
-            d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16) * 1e-3
-            W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16) * 2e-2
-            ms = triton.testing.do_bench(lambda: run_variant(x, d, W, want_gram, kw), warmup=100, rep=500,
-                                         return_mode="median")
-            row[f"{O}x{I}_ms"] = ms
-            row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
-        row["model_ms_per_batch"] = layers * (4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"]
-                                              + row["4096x11008_ms"])
-        rows.append(row)
+        rows.append(time_shapes(row, make, B, T, layers))
         print(json.dumps(row), flush=True)
-    # the library GEMM alone (stage 1 of split): what forming G costs without any reduction
-    row = {"variant": "bmm G only (bf16 out)", "gram": False, "check_rel_err": 0.0}
-    for O, I in SHAPES:
-        x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
-        d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
-        ms = triton.testing.do_bench(lambda: torch.bmm(d.transpose(1, 2), x), warmup=100, rep=500,
-                                     return_mode="median")
-        row[f"{O}x{I}_ms"] = ms
-        row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
-    row["model_ms_per_batch"] = layers * (4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"] + row["4096x11008_ms"])
-    rows.append(row)
-    print(json.dumps(row), flush=True)
+
+    def bmm_only(O, I):  # the library GEMM alone (stage 1 of split): forming G without any reduction
+        x, d, _ = inputs(B, T, O, I)
+        return lambda: torch.bmm(d.transpose(1, 2), x)
+
+    rows.append(time_shapes({"variant": "bmm G only (bf16 out)", "gram": False, "check_rel_err": 0.0}, bmm_only,
+                            B, T, layers))
+    print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -140,23 +149,13 @@ def frozen_fwd_bwd(B, T, layers):
 def tiles(B, T, layers):
     rows = []
     for cfg in CONFIGS:
-        err = check(cfg)
-        row = {"config": cfg, "check_rel_err": err}
-        for O, I in SHAPES:
-            x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
-            d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
-            W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16)
-            ms = triton.testing.do_bench(lambda: fused_reduce(x, d, W, (1e-5, 1e-4), False, block=cfg[:3],
-                                                              num_warps=cfg[3], num_stages=cfg[4],
-                                                              w_half=cfg[5], group=0, flatten=False),
-                                         warmup=100, rep=500, return_mode="median")
-            row[f"{O}x{I}_ms"] = ms
-            row[f"{O}x{I}_tflops"] = 2 * B * T * O * I / ms / 1e9
-        # one block: 4 attention matrices + 2 x (11008x4096) + 1 x (4096x11008)
-        row["model_ms_per_batch"] = layers * (4 * row["4096x4096_ms"] + 2 * row["11008x4096_ms"]
-                                              + row["4096x11008_ms"])
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        def make(O, I, cfg=cfg):
+            x, d, W = inputs(B, T, O, I)
+            return lambda: fused_reduce(x, d, W, (1e-5, 1e-4), False, block=cfg[:3], num_warps=cfg[3],
+                                        num_stages=cfg[4], w_half=cfg[5], group=0, flatten=False)
+
+        rows.append(time_shapes({"config": cfg, "check_rel_err": check(cfg)}, make, B, T, layers))
+        print(json.dumps(rows[-1]), flush=True)
     return rows
 
 

@@ -13,16 +13,19 @@ import pytest
 
 pytest.importorskip("triton", reason="the fused kernel is optional; triton is not installed")
 
-SCRIPT = textwrap.dedent(r"""
-    import torch
+# triton 3.6's interpreter turns scalar tensors into Python ints with int(array of shape (1,)),
+# which NumPy >= 2.4 refuses; patch only that conversion (the CUDA path never runs it).
+INTERPRETER_PATCH = textwrap.dedent(r"""
     import triton.runtime.interpreter as interp
-    # triton 3.6's interpreter turns scalar tensors into Python ints with int(array of shape (1,)),
-    # which NumPy >= 2.4 refuses; patch only that conversion (the CUDA path never runs it).
     _orig = interp._patch_lang_tensor
     def _patched(tensor, scope):
         _orig(tensor, scope)
         scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
     interp._patch_lang_tensor = _patched
+""")
+
+SCRIPT = INTERPRETER_PATCH + textwrap.dedent(r"""
+    import torch
     from actpat.engine.fused import fused_reduce, split_reduce
     torch.manual_seed(0)
     for (B, T, O, I, dt) in [(3, 7, 20, 33, torch.float32), (2, 5, 40, 16, torch.float16)]:
@@ -89,15 +92,9 @@ def test_chunked_gram_equals_direct_product():
         assert float((gram(x) - ref).abs().max() / ref.abs().max()) < 1e-5
 
 
-ENGINE_SCRIPT = textwrap.dedent(r"""
+ENGINE_SCRIPT = INTERPRETER_PATCH + textwrap.dedent(r"""
     import numpy as np
     import torch
-    import triton.runtime.interpreter as interp
-    _orig = interp._patch_lang_tensor
-    def _patched(tensor, scope):
-        _orig(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-    interp._patch_lang_tensor = _patched
     from actpat.engine.scorer import ActivationScorer, ScoreOptions
     from tiny import tiny_llama, tiny_tokenizer
     tok = tiny_tokenizer()

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .provenance import file_sha256
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -76,14 +78,6 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"gguf": gguf_path.name, "sha256": file_sha256(gguf_path)}, indent=2))
     return out_dir
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- loading
