@@ -2,7 +2,10 @@
 
 1. tiny LLaMA, float64 on the GPU vs the float64 CPU batch-1 reference (rel. error < 1e-10)
 2. tiny LLaMA, float32 on the GPU vs the float64 CPU reference (< 1e-5)
-3. LLaMA-2-7B shapes, bf16 engine vs the paper's bf16 batch-1 loop on a few samples (bf16 tolerance)
+3. LLaMA-2-7B shapes, bf16 engine vs the paper's bf16 batch-1 loop on a few samples (bf16 tolerance);
+   every kernel (fused, split, wgmma on Hopper) against the un-fused engine, over two batches so that
+   the kernels' in-store addition of the running sums is checked too
+4. each kernel on one 7B-sized matrix against a float64 reduction, with and without a running sum
 """
 
 import sys
@@ -16,6 +19,7 @@ sys.path.insert(0, str(root / "src"))
 sys.path.insert(0, str(root / "tests"))
 
 from actpat.engine.reference import batch1_activations  # noqa: E402
+from actpat.engine import wgmma  # noqa: E402
 from actpat.engine.scorer import ActivationScorer, ScoreOptions  # noqa: E402
 from tiny import tiny_llama, tiny_tokenizer  # noqa: E402
 
@@ -46,7 +50,7 @@ def check_tiny():
         assert worst < tol
 
 
-def check_7b(n=4, layers=4):
+def check_7b(n=6, layers=4):
     sys.path.insert(0, str(root / "benchmarks"))
     from bench_scoring import IdTokenizer, llama7b_random
 
@@ -55,9 +59,12 @@ def check_7b(n=4, layers=4):
     texts = [f"s{i}" for i in range(n)]
     thr = (1e-5, 1e-4)
     runs = {}
-    for kernel in ("unfused", "fused", "split"):
-        eng = ActivationScorer(m, tok, ScoreOptions(max_tokens=256, thresholds=thr, kernel=kernel))
-        runs[kernel] = eng.run(texts, texts, batch_size=n, progress=False)
+    hopper = wgmma.available(torch.empty(1, device="cuda", dtype=torch.bfloat16))
+    kernels = ["unfused", "fused", "split"] + (["wgmma"] if hopper else [])
+    for kernel in kernels:  # wgmma computes no Gram (auto pairs it with split): checked on the sums
+        opts = ScoreOptions(max_tokens=256, thresholds=thr, kernel=kernel, gram=kernel != "wgmma")
+        eng = ActivationScorer(m, tok, opts)
+        runs[kernel] = eng.run(texts, texts, batch_size=n // 2, progress=False)
     u = runs["unfused"]
     worst = 0.0
     for w in eng.weights[:: max(1, len(eng.weights) // 8)]:
@@ -65,7 +72,7 @@ def check_7b(n=4, layers=4):
         worst = max(worst, rel(u.sums["all"][w.name], refsum))
     print(f"7B shapes ({layers} layers) bf16: un-fused engine vs paper's bf16 batch-1 loop, worst rel. error {worst:.2e}")
     assert worst < 2e-2
-    for kernel in ("fused", "split"):
+    for kernel in kernels[1:]:
         f = runs[kernel]
         ws = max(rel(f.sums["all"][w.name], u.sums["all"][w.name]) for w in eng.weights)
         s1 = rel(torch.tensor(np.array(f.s1)), torch.tensor(np.array(u.s1)))
@@ -73,7 +80,7 @@ def check_7b(n=4, layers=4):
             1, np.array(u.counts).sum())
         cos_f = [p[5] / np.sqrt(p[6] * p[7]) for p in f.pairs]
         cos_u = [p[5] / np.sqrt(p[6] * p[7]) for p in u.pairs]
-        dcos = float(np.abs(np.array(cos_f) - np.array(cos_u)).max())
+        dcos = float(np.abs(np.array(cos_f) - np.array(cos_u)).max()) if f.pairs else 0.0
         print(f"{kernel} vs un-fused: sums {ws:.2e}, per-sample sums {s1:.2e}, counts {cnt:.2e} (fraction moved), "
               f"max |LLMDcos diff| {dcos:.2e}")
         assert ws < 1e-2 and s1 < 1e-2 and cnt < 1e-2 and dcos < 1e-2
@@ -92,10 +99,21 @@ def check_kernels_f64():
     F = A.reshape(B, -1)
     thr = (1e-5, 1e-4)
     want = torch.stack([(F > t).sum(1) for t in thr], 1)
-    for name, out in (("fused", fused_reduce(x, d, W, thr, False)),
-                      ("fused, plain tile order and loop", fused_reduce(x, d, W, thr, False, group=0, flatten=False)),
-                      ("split", split_reduce(x, d, W, thr, True))):
+    base = torch.randn(O, I, device="cuda")
+    runs = [("fused", fused_reduce(x, d, W, thr, False)),
+            ("fused, plain tile order and loop", fused_reduce(x, d, W, thr, False, group=0, flatten=False)),
+            ("fused + running sum", fused_reduce(x, d, W, thr, False, base=base)),
+            ("split", split_reduce(x, d, W, thr, True)),
+            ("split + running sum", split_reduce(x, d, W, thr, True, base=base))]
+    if wgmma.available(x):
+        runs += [("wgmma", (*wgmma.wgmma_reduce(x, d, W, thr), None)),
+                 ("wgmma, two products in flight, plain tile order",
+                  (*wgmma.wgmma_reduce(x, d, W, thr, outstanding=2, group=0), None)),
+                 ("wgmma + running sum", (*wgmma.wgmma_reduce(x, d, W, thr, base=base), None))]
+    for name, out in runs:
         s, s1, s2, c, g = out
+        if "running sum" in name:
+            s = s - base
         moved = float((c.cpu() - want.cpu()).abs().sum() / want.sum())
         line = (f"{name} vs float64: sums {rel(s, A.sum(0)):.1e}, per-sample {rel(s1, F.sum(1)):.1e}, "
                 f"squares {rel(s2, (F * F).sum(1)):.1e}, counts moved {moved:.1e}")

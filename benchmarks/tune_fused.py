@@ -8,6 +8,8 @@ whole 7B-shaped model, the cap on end-to-end throughput.  Prints a table; --json
                    order, nested loops: the first two rounds of NOTES.md)
   --mode variants  schedules of the fused kernel and the split kernel (library GEMM + one
                    reduction pass), for the mean and the Gram reductions (third round)
+  --mode wgmma     the Hopper kernel (explicit async wgmma, two accumulators) against the fused
+                   kernel's default, after checking it on awkward shapes (fourth round)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from actpat.engine.fused import fused_reduce, gram, split_reduce  # noqa: E402
+from actpat.engine.wgmma import wgmma_reduce  # noqa: E402
 
 CONFIGS = [  # (BO, BI, BT, warps, stages, |W| kept in bf16)
     (128, 128, 64, 8, 3, False), (128, 128, 64, 8, 3, True), (128, 128, 64, 8, 4, True),
@@ -65,6 +68,8 @@ VARIANTS = [
 
 def run_variant(x, d, W, want_gram, kw, thr=(1e-5, 1e-4)):
     kw = dict(kw)
+    if kw.pop("wgmma", False):
+        return (*wgmma_reduce(x, d, W, thr, **kw), None)
     if kw.pop("split", False):
         return split_reduce(x, d, W, thr, want_gram, **kw)
     s, s1, s2, c, a16 = fused_reduce(x, d, W, thr, want_gram, **kw)
@@ -127,6 +132,54 @@ def variants(B, T, layers):
     return rows
 
 
+WGMMA_VARIANTS = [  # kwargs of wgmma_reduce; "outstanding": products in flight during an epilogue
+    ("fused (default)", False, {}),
+    ("wgmma 128x128x64 stages4 out1", False, {"wgmma": True, "outstanding": 1}),
+    ("wgmma 128x128x64 stages4 out2", False, {"wgmma": True, "outstanding": 2}),
+    ("wgmma 128x128x64 stages5 out2", False, {"wgmma": True, "outstanding": 2, "num_stages": 5}),
+    ("wgmma 128x128x64 stages5 out3", False, {"wgmma": True, "outstanding": 3, "num_stages": 5}),
+    ("wgmma 64x128x64 stages3 out2", False, {"wgmma": True, "block": (64, 128, 64), "num_stages": 3}),
+    ("wgmma 128x128x64 stages4 out2 group0", False, {"wgmma": True, "group": 0}),
+    ("wgmma 128x128x64 stages4 out2 group16", False, {"wgmma": True, "group": 16}),
+]
+
+
+def check_wgmma_shapes():
+    """The Hopper kernel against float64 on shapes that leave partial tiles and padding."""
+    worst = 0.0
+    for B, T, O, I in [(1, 64, 128, 128), (3, 100, 200, 72), (16, 256, 384, 320), (5, 130, 1000, 264)]:
+        torch.manual_seed(B + T)
+        x = torch.randn(B, T, I, device="cuda", dtype=torch.bfloat16)
+        d = torch.randn(B, T, O, device="cuda", dtype=torch.bfloat16)
+        W = torch.randn(O, I, device="cuda", dtype=torch.bfloat16)
+        A = (torch.einsum("bto,bti->boi", d.double(), x.double()) * W.double()).abs()
+        F = A.reshape(B, -1)
+        thr = (float(F.median()), float(F.quantile(0.9)))
+        s, s1, s2, c = wgmma_reduce(x, d, W, thr)
+        ref_c = torch.stack([(F > t).sum(1) for t in thr], 1)
+        errs = {"sum": float((s.double() - A.sum(0)).norm() / A.sum(0).norm()),
+                "s1": float(((s1.double() - F.sum(1)) / F.sum(1)).abs().max()),
+                "s2": float(((s2.double() - (F * F).sum(1)) / (F * F).sum(1)).abs().max()),
+                "counts_moved": float((c.cpu() - ref_c.cpu()).abs().sum() / F.numel())}
+        print(json.dumps({"shape": (B, T, O, I), **errs}), flush=True)
+        worst = max(worst, errs["sum"], errs["s1"], errs["s2"])
+    return worst
+
+
+def wgmma_mode(B, T, layers):
+    print(json.dumps({"wgmma_worst_rel_err": check_wgmma_shapes()}), flush=True)
+    rows = []
+    for name, want_gram, kw in WGMMA_VARIANTS:
+        def make(O, I, want_gram=want_gram, kw=kw):
+            x, d, W = inputs(B, T, O, I, scale=True)
+            return lambda: run_variant(x, d, W, want_gram, kw)
+
+        row = {"variant": name, "gram": want_gram, "check_rel_err": check_variant(want_gram, kw)}
+        rows.append(time_shapes(row, make, B, T, layers))
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def frozen_fwd_bwd(B, T, layers):
     from bench_scoring import llama7b_random
 
@@ -165,11 +218,11 @@ def main():
     ap.add_argument("--T", type=int, default=256)
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--no-fwd", action="store_true", help="skip timing the frozen forward+backward")
-    ap.add_argument("--mode", choices=["tiles", "variants"], default="variants")
+    ap.add_argument("--mode", choices=["tiles", "variants", "wgmma"], default="variants")
     ap.add_argument("--json")
     a = ap.parse_args()
     B, T = a.B, a.T
-    rows = variants(B, T, a.layers) if a.mode == "variants" else tiles(B, T, a.layers)
+    rows = {"variants": variants, "tiles": tiles, "wgmma": wgmma_mode}[a.mode](B, T, a.layers)
     fb = 258.7 if a.no_fwd else frozen_fwd_bwd(B, T, a.layers)  # 258.7 ms: measured 2026-11-29
     print(json.dumps({"frozen_fwd_bwd_ms": fb, "samples_per_s": B / fb * 1e3}), flush=True)
     key = "config" if a.mode == "tiles" else "variant"

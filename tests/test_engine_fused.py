@@ -47,6 +47,13 @@ SCRIPT = INTERPRETER_PATCH + textwrap.dedent(r"""
         else:  # half-precision operands move a few values across a threshold
             assert (c.cpu() - want).abs().max() <= max(2, int(0.01 * O * I))
         assert rel(a16.float(), A) < 1e-2
+        # the running sum of earlier batches, added in the kernel's store and never written
+        base = torch.randn(O, I)
+        keep = base.clone()
+        s_b, *_ = fused_reduce(x, d, W, thr, want_a=False, block=(16, 16, 16), base=base)
+        assert torch.equal(base, keep) and rel(s_b, A.sum(0) + base.double()) < tol
+        s_b, *_ = split_reduce(x, d, W, thr, want_gram=False, block=16, iters=3, base=base)
+        assert torch.equal(base, keep) and rel(s_b, A.sum(0) + base.double()) < max(tol, 2e-3)
         if dt != torch.float32:  # |W| kept in half precision: same sums within half-precision rounding
             s_h, *_ = fused_reduce(x, d, W, thr, want_a=False, block=(16, 16, 16), w_half=True)
             assert rel(s_h, A.sum(0)) < tol
@@ -102,20 +109,24 @@ ENGINE_SCRIPT = INTERPRETER_PATCH + textwrap.dedent(r"""
     texts = ["the cat sat on the mat", "a b c d e f g", "one two three"]
     ids = [str(i) for i in range(3)]
     calls = {"fused": 0, "split": 0}
+    based = {"fused": 0, "split": 0}  # calls given the running sum of the earlier batch
     import actpat.engine.fused as F
     for name in calls:
         orig = getattr(F, name + "_reduce")
         def counted(*a, _orig=orig, _name=name, **k):
             calls[_name] += 1
+            based[_name] += k.get("base") is not None
             return _orig(*a, **k)
         setattr(F, name + "_reduce", counted)
     res = {}
     for kernel in ("unfused", "fused", "split", "auto"):
         opts = ScoreOptions(max_tokens=16, thresholds=(1e-3,), kernel=kernel)
-        res[kernel] = ActivationScorer(m, tok, opts).run(texts, ids, batch_size=3, progress=False)
+        # two batches: the second adds the first's sums inside the kernels
+        res[kernel] = ActivationScorer(m, tok, opts).run(texts, ids, batch_size=2, progress=False)
     n = len(ActivationScorer(m, tok).weights)
-    # fused: one call per matrix; split: one per matrix; auto with the Gram wanted and fp16 operands: fused
-    assert calls == {"fused": 2 * n, "split": n}, (calls, n)
+    # fused: one call per matrix and batch; split: the same; auto with the Gram wanted and fp16 operands: fused
+    assert calls == {"fused": 4 * n, "split": 2 * n}, (calls, n)
+    assert based == {"fused": 2 * n, "split": n}, (based, n)
     u = res["unfused"]
     for kernel in ("fused", "split", "auto"):
         r = res[kernel]
@@ -137,3 +148,18 @@ def test_engine_kernels_match_unfused_in_interpreter():
            "PYTHONPATH": os.pathsep.join([os.path.join(root, "src"), os.path.join(root, "tests")])}
     r = subprocess.run([sys.executable, "-c", ENGINE_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+
+
+def test_wgmma_kernel_needs_a_hopper_gpu():
+    """kernel: wgmma on a machine without a Hopper GPU stops with a message naming the fix."""
+    import torch
+
+    from actpat.engine import wgmma
+    from actpat.engine.scorer import ActivationScorer, ScoreOptions
+    from tiny import tiny_llama, tiny_tokenizer
+
+    assert not wgmma.available(torch.zeros(2, dtype=torch.bfloat16))  # a CPU tensor
+    m = tiny_llama(torch.float16, layers=1)
+    eng = ActivationScorer(m, tiny_tokenizer(), ScoreOptions(max_tokens=8, kernel="wgmma"))
+    with pytest.raises(RuntimeError, match="Hopper GPU.*use kernel: auto"):
+        eng.run(["a b c d"], ["0"], progress=False)

@@ -37,6 +37,13 @@ def test_base_config_is_valid(wd):
     assert cfg["scoring"]["target"] == "max_logit"  # defaults filled
 
 
+@pytest.mark.parametrize("kernel", ["auto", "fused", "wgmma", "split", "unfused"])
+def test_every_kernel_name_is_accepted(wd, kernel):
+    cfg = base_config()
+    cfg.setdefault("scoring", {})["kernel"] = kernel
+    assert check_config(cfg, base_dir=wd)["scoring"]["kernel"] == kernel
+
+
 def _set(path: str, value):
     """A mutation setting the dotted ``path`` (``[i]`` for list items) to ``value``."""
     def mutate(cfg):

@@ -42,12 +42,24 @@ def available(x: torch.Tensor) -> bool:
     return HAVE_TRITON and (x.is_cuda or INTERPRET)
 
 
+_THRESHOLDS: dict[tuple, torch.Tensor] = {}
+
+
+def thresholds_on(thresholds: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """The thresholds as a float32 device tensor, made once per device: a fresh copy from pageable host
+    memory per matrix would synchronise the CPU with the GPU each time (GPU idle ~15% of a 7B pass)."""
+    key = (tuple(thresholds), str(device))
+    if key not in _THRESHOLDS:
+        _THRESHOLDS[key] = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=device)
+    return _THRESHOLDS[key]
+
+
 if HAVE_TRITON:
 
     @triton.jit
-    def _fused_act(D, X, W, SUM, P1, P2, PC, A16, THR, B: tl.constexpr, T, O, I,
+    def _fused_act(D, X, W, SUM, BASE, P1, P2, PC, A16, THR, B: tl.constexpr, T, O, I,
                    sdb, sdt, sdo, sxb, sxt, sxi,
-                   NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr,
+                   NTHR: tl.constexpr, WRITE_A: tl.constexpr, W_HALF: tl.constexpr, HAS_BASE: tl.constexpr,
                    FLAT: tl.constexpr, GROUP: tl.constexpr,
                    BO: tl.constexpr, BI: tl.constexpr, BT: tl.constexpr):
         tile = tl.program_id(0)
@@ -90,23 +102,27 @@ if HAVE_TRITON:
                 a = tl.abs(g * w)  # masked lanes have w = 0, so they add nothing below
             s_acc += a
             # per-row partials: reduced within each warp, no cross-warp barrier per sample
-            rb = (tile * B + b) * BO + tl.arange(0, BO)
+            rb = (b * n_o * n_i + tile) * BO + tl.arange(0, BO)  # [B, tiles·BO]: each sample's contiguous
             tl.store(P1 + rb, tl.sum(a, axis=1))
             tl.store(P2 + rb, tl.sum(a * a, axis=1))
             for j in tl.static_range(NTHR):
                 thr = tl.load(THR + j)
-                tl.store(PC + rb * NTHR + j, tl.sum((a > thr).to(tl.int32), axis=1))
+                tl.store(PC + j * B * n_o * n_i * BO + rb, tl.sum((a > thr).to(tl.int32), axis=1))
             if WRITE_A:
                 tl.store(A16 + b * O * I + ro[:, None] * I + ri[None, :], a.to(tl.bfloat16), mask=m2)
+        if HAS_BASE:  # the running sum of earlier batches, added here instead of in a separate pass
+            s_acc += tl.load(BASE + ro[:, None] * I + ri[None, :], mask=m2, other=0.0)
         tl.store(SUM + ro[:, None] * I + ri[None, :], s_acc, mask=m2)
 
 
 def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
                  want_a: bool, block: tuple[int, int, int] = (128, 128, 64), num_warps: int = 8,
-                 num_stages: int = 4, w_half: bool = False, flatten: bool = True, group: int = 8):
+                 num_stages: int = 4, w_half: bool = False, flatten: bool = True, group: int = 8,
+                 base: torch.Tensor | None = None):
     """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear without materialising G.
 
-    Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None).
+    Returns (base + sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or
+    None); ``base`` (float32 [O, I], optional: the running sum of earlier batches) is read, never written.
     """
     B, T, I = x.shape
     O = W.shape[0]
@@ -119,27 +135,28 @@ def fused_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     grid = (n_tiles,)
     dev = x.device
     out_sum = torch.empty(O, I, dtype=torch.float32, device=dev)
-    p1 = torch.empty(n_tiles, B, BO, dtype=torch.float32, device=dev)
-    p2 = torch.empty(n_tiles, B, BO, dtype=torch.float32, device=dev)
+    p1 = torch.empty(B, n_tiles * BO, dtype=torch.float32, device=dev)
+    p2 = torch.empty(B, n_tiles * BO, dtype=torch.float32, device=dev)
     nthr = len(thresholds)
-    pc = torch.empty(n_tiles, B, BO, max(nthr, 1), dtype=torch.int32, device=dev)
-    thr = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=dev)
+    pc = torch.empty(max(nthr, 1), B, n_tiles * BO, dtype=torch.int32, device=dev)
+    thr = thresholds_on(thresholds, dev)
     a16 = torch.empty(B, O, I, dtype=torch.bfloat16, device=dev) if want_a else torch.empty(1, dtype=torch.bfloat16,
                                                                                             device=dev)
     kw = {} if INTERPRET else {"num_warps": num_warps, "num_stages": num_stages}
-    _fused_act[grid](d, x, W, out_sum, p1, p2, pc, a16, thr, B, T, O, I,
+    _fused_act[grid](d, x, W, out_sum, out_sum if base is None else base, p1, p2, pc, a16, thr, B, T, O, I,
                      d.stride(0), d.stride(1), d.stride(2), x.stride(0), x.stride(1), x.stride(2),
-                     NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32,
+                     NTHR=nthr, WRITE_A=want_a, W_HALF=w_half and W.dtype != torch.float32, HAS_BASE=base is not None,
                      FLAT=flatten, GROUP=group, BO=BO, BI=BI, BT=BT, **kw)
-    counts = pc.sum((0, 2), dtype=torch.int64)[:, :nthr]
-    return out_sum, p1.sum((0, 2)), p2.sum((0, 2)), counts, (a16 if want_a else None)
+    counts = pc.sum(2, dtype=torch.int64).T[:, :nthr]
+    return out_sum, p1.sum(1), p2.sum(1), counts, (a16 if want_a else None)
 
 
 if HAVE_TRITON:
 
     @triton.jit
-    def _reduce_g(G, W, SUM, P1, P2, PC, GR, THR, B, N, NTHR: tl.constexpr, GRAM: tl.constexpr,
-                  GRAM_BF16: tl.constexpr, BP: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr):
+    def _reduce_g(G, W, SUM, BASE, P1, P2, PC, GR, THR, B, N, NTHR: tl.constexpr, GRAM: tl.constexpr,
+                  GRAM_BF16: tl.constexpr, HAS_BASE: tl.constexpr, BP: tl.constexpr, BLOCK: tl.constexpr,
+                  ITERS: tl.constexpr):
         """One pass over G [B, N] (half precision) and W [N]: every reduction of A = |G ⊙ W|.
 
         Each program walks ITERS blocks of BLOCK weights with all samples at once.  The per-sample
@@ -159,7 +176,10 @@ if HAVE_TRITON:
             w = tl.load(W + rn, mask=mn, other=0.0).to(tl.float32)
             g = tl.load(G + rb[:, None] * N + rn[None, :], mask=mb[:, None] & mn[None, :], other=0.0)
             a = tl.abs(g.to(tl.float32) * w[None, :])  # masked samples and weights are 0
-            tl.store(SUM + rn, tl.sum(a, axis=0), mask=mn)
+            if HAS_BASE:
+                tl.store(SUM + rn, tl.sum(a, axis=0) + tl.load(BASE + rn, mask=mn, other=0.0), mask=mn)
+            else:
+                tl.store(SUM + rn, tl.sum(a, axis=0), mask=mn)
             acc1 += a
             acc2 += a * a
             for j in tl.static_range(NTHR):
@@ -179,7 +199,8 @@ if HAVE_TRITON:
 
 
 def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
-                 want_gram: bool, block: int = 32, iters: int = 128, num_warps: int = 1, num_stages: int = 2):
+                 want_gram: bool, block: int = 32, iters: int = 128, num_warps: int = 1, num_stages: int = 2,
+                 base: torch.Tensor | None = None):
     """The same reductions as ``fused_reduce`` in two stages, with the Gram matrix in registers.
 
     Stage 1 forms every per-sample gradient G_b = δ_bᵀ X_b with one batched library GEMM in the
@@ -187,7 +208,8 @@ def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     gradients are); stage 2 reads G once and reduces it, pairing all samples of each weight block
     on the tensor cores, so A never makes the round trip through memory that ``gram`` needs.
 
-    Returns (sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], Gram [B, B] float64 or None).
+    Returns (base + sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], Gram [B, B] float64 or
+    None), with ``base`` as in ``fused_reduce``.
     """
     B, T, I = x.shape
     O = W.shape[0]
@@ -205,10 +227,11 @@ def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     p2 = torch.empty(n_prog, BP, dtype=torch.float32, device=dev)
     pc = torch.empty(n_prog, BP, max(nthr, 1), dtype=torch.int32, device=dev)
     gr = torch.empty(n_prog if want_gram else 1, BP, BP, dtype=torch.float32, device=dev)
-    thr = torch.tensor(list(thresholds) or [0.0], dtype=torch.float32, device=dev)
+    thr = thresholds_on(thresholds, dev)
     kw = {} if INTERPRET else {"num_warps": num_warps, "num_stages": num_stages}
-    _reduce_g[(n_prog,)](G, W.contiguous(), out_sum, p1, p2, pc, gr, thr, B, N, NTHR=nthr, GRAM=want_gram,
-                         GRAM_BF16=not INTERPRET, BP=BP, BLOCK=block, ITERS=iters, **kw)
+    _reduce_g[(n_prog,)](G, W.contiguous(), out_sum, out_sum if base is None else base, p1, p2, pc, gr, thr, B, N,
+                         NTHR=nthr, GRAM=want_gram, GRAM_BF16=not INTERPRET, HAS_BASE=base is not None, BP=BP,
+                         BLOCK=block, ITERS=iters, **kw)
     counts = pc[:, :B].sum(0, dtype=torch.int64)[:, :nthr]
     g = gr.sum(0, dtype=torch.float64)[:B, :B] if want_gram else None
     return out_sum, p1[:, :B].sum(0), p2[:, :B].sum(0), counts, g

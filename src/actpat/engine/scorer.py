@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..modelio import ModelError, ScoredWeight, find_blocks, scored_weights
-from . import fused
+from . import fused, wgmma
 from . import targets as tgt
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,9 @@ class ScoreOptions:
     hidden: bool = False  # mean-pooled last hidden state per sample
     include: str | None = None
     exclude: str | None = None
-    # GPU half precision: fused (one Triton kernel, G in registers), split (library GEMM for G, then one
-    # Triton pass with the Gram in registers), unfused (PyTorch ops); auto: fused for sums, split for the Gram
+    # GPU half precision: fused (one Triton kernel, G in registers), wgmma (the same on Hopper GPUs, with
+    # explicit async tensor-core products), split (library GEMM for G, then one Triton pass with the Gram in
+    # registers), unfused (PyTorch ops); auto: wgmma (Hopper) or fused for the sums, split for the Gram
     kernel: str = "auto"
 
 
@@ -77,6 +78,17 @@ class ScoreResult:
     passes: int = 0  # samples pushed through forward+backward (re-runs included)
 
 
+def _to_cpu(d: dict, dtype: torch.dtype) -> dict:
+    """Copy a dict of same-shaped tensors to the CPU with one transfer per device, not one per entry
+    (each transfer waits for the GPU and costs a round trip)."""
+    out, by_dev = {}, {}
+    for k, v in d.items():
+        by_dev.setdefault(v.device, []).append(k)
+    for keys in by_dev.values():
+        out.update(zip(keys, torch.stack([d[k].to(dtype) for k in keys]).cpu()))
+    return out
+
+
 class _BatchState:
     """Per-pass accumulators; per-matrix results stay on their device until the pass ends."""
 
@@ -92,11 +104,15 @@ class _BatchState:
         self.bad = torch.zeros(B, dtype=torch.bool)
         self.bad_where: dict[int, str] = {}
         self.pending: dict[str, dict[int, torch.Tensor]] = {g: {} for g in groups} if want_sums else {}
+        # group -> weight name -> running sum of the committed batches: the kernels add it in their
+        # store (one pass less over every weight); those matrices' pending sums then replace it
+        self.running: dict[str, dict[str, torch.Tensor]] = {}
+        self.replaces: set[int] = set()
 
     def gather(self, n_mats: int, n_thr: int, names: list[str]):
         """Move the pass's per-sample results to the CPU (one sync) and flag non-finite samples."""
-        dev = lambda d: {k: v.to("cpu", torch.float64) for k, v in d.items()}  # noqa: E731
-        s1, s2 = dev(self.s1), dev(self.s2)
+        s1, s2 = _to_cpu(self.s1, torch.float64), _to_cpu(self.s2, torch.float64)
+        cnt, gram = _to_cpu(self.cnt, torch.int64), _to_cpu(self.gram, torch.float64)
         S1 = torch.zeros(self.B, n_mats, dtype=torch.float64)
         S2 = torch.zeros(self.B, n_mats, dtype=torch.float64)
         C = torch.zeros(self.B, n_mats, max(n_thr, 1), dtype=torch.int64)
@@ -108,11 +124,11 @@ class _BatchState:
             self.bad |= bad
         for k, v in s2.items():
             S2[:, k] = v
-        for k, v in self.cnt.items():
-            C[:, k, :n_thr] = v.cpu()
+        for k, v in cnt.items():
+            C[:, k, :n_thr] = v
         G = torch.zeros(self.n_layers, self.B, self.B, dtype=torch.float64)
-        for layer, v in self.gram.items():
-            G[layer] = v.to("cpu", torch.float64)
+        for layer, v in gram.items():
+            G[layer] = v
         return S1, S2, C[:, :, :n_thr], G
 
 
@@ -185,19 +201,31 @@ class ActivationScorer:
         ok = fused.available(x)
         if self.opts.kernel in ("fused", "split") and not ok:
             raise RuntimeError(f"kernel: {self.opts.kernel} needs Triton and a CUDA device; use kernel: auto or unfused")
+        if self.opts.kernel == "wgmma" and not wgmma.available(x):
+            raise RuntimeError("kernel: wgmma needs a Hopper GPU (compute capability 9.x) and Triton with Gluon; "
+                               "use kernel: auto")
         return ok
 
     def _reduce_fused(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
         st = self._state
         sw = self.weights[k]
         thr = tuple(self.opts.thresholds)
-        # measured on an H200 (benchmarks/NOTES.md): fused is fastest for the sums, split for the Gram;
-        # split rounds G to the operands' precision, which only bf16's range makes safe
+        # measured on an H200 (benchmarks/NOTES.md): wgmma (Hopper only) is fastest for the sums, then fused;
+        # split for the Gram; split rounds G to the operands' precision, which only bf16's range makes safe
         auto_split = self.opts.gram and len(thr) <= 4 and x.dtype == torch.bfloat16
-        if self.opts.kernel == "split" or (self.opts.kernel == "auto" and auto_split):
-            total, s1, s2, cnt, gm = fused.split_reduce(x, d, sw.weight, thr, self.opts.gram)
+        use_wgmma = not self.opts.gram and (self.opts.kernel == "wgmma"
+                                            or (self.opts.kernel == "auto" and wgmma.available(x)))
+        (g,) = st.pending or (None,)  # _use_fused: at most one group per batch
+        base = st.running.get(g, {}).get(sw.name)
+        if base is not None and (base.dtype != torch.float32 or base.device != x.device):
+            base = None
+        if self.opts.kernel == "split" or (self.opts.kernel in ("auto", "wgmma") and auto_split):
+            total, s1, s2, cnt, gm = fused.split_reduce(x, d, sw.weight, thr, self.opts.gram, base=base)
+        elif use_wgmma:
+            total, s1, s2, cnt = wgmma.wgmma_reduce(x, d, sw.weight, thr, base=base)
+            gm = None
         else:
-            total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, thr, self.opts.gram)
+            total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, thr, self.opts.gram, base=base)
             gm = fused.gram(a16.view(a16.shape[0], -1)) if self.opts.gram else None
         st.s1[k] = s1
         st.s2[k] = s2.to(torch.float64)
@@ -207,6 +235,8 @@ class ActivationScorer:
             st.cnt[k] = cnt
         for rows in st.pending.values():
             rows[k] = total.to(self.sum_dtype)
+        if base is not None:
+            st.replaces.add(k)
 
     def _reduce(self, k: int, x: torch.Tensor, d: torch.Tensor) -> None:
         st = self._state
@@ -304,7 +334,7 @@ class ActivationScorer:
                 res.excluded.append((ids[i], f"{len(enc[i])} token(s): too short for target {self.opts.target}"))
                 idx.remove(i)
         while idx:
-            st, hidden = self._pass(idx, enc, groups)
+            st, hidden = self._pass(idx, enc, groups, res.sums)
             res.passes += len(idx)
             if st.bad.any():
                 bad = st.bad.nonzero().flatten().tolist()
@@ -317,7 +347,7 @@ class ActivationScorer:
             self._commit(st, idx, ids, groups, res, hidden)
             return
 
-    def _pass(self, idx, enc, groups):
+    def _pass(self, idx, enc, groups, running=None):
         B = len(idx)
         lengths = torch.tensor([len(enc[i]) for i in idx])
         T = int(lengths.max())
@@ -329,6 +359,7 @@ class ActivationScorer:
         gnames = dict.fromkeys(groups[i] for i in idx)
         grows = {g: torch.tensor([r for r, i in enumerate(idx) if groups[i] == g]) for g in gnames}
         st = _BatchState(B, self.n_layers, grows, tgt.positions(self.opts.target, lengths), self.opts.sums)
+        st.running = running or {}
         self._state = st
         hidden = None
         try:
@@ -358,10 +389,12 @@ class ActivationScorer:
             acc = res.sums.setdefault(g, {})
             for k, part in rows.items():
                 name = self.weights[k].name
-                if name in acc:
+                if k in st.replaces:  # the kernel already added the running sum
+                    acc[name] = part
+                elif name in acc:
                     acc[name] += part
-                else:
-                    acc[name] = part.clone()
+                else:  # a fresh tensor of this pass: no copy
+                    acc[name] = part
             res.n_samples[g] = res.n_samples.get(g, 0) + len(st.group_rows[g])
         S1, S2, C, G = st.stats
         for r, i in enumerate(idx):

@@ -1,0 +1,89 @@
+"""Where one batch of end-to-end scoring spends its GPU time (LLaMA-2-7B shapes, bf16, GPU).
+
+Profiles ``ActivationScorer.run`` with torch.profiler after a warm-up and prints the CUDA kernels
+grouped by kind, their share of the wall time, and the time the GPU sat idle (CPU-bound gaps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from actpat.engine.scorer import ActivationScorer, ScoreOptions  # noqa: E402
+from bench_scoring import IdTokenizer, llama7b_random  # noqa: E402
+
+KINDS = [  # (label, substrings of the kernel name), first match wins
+    ("per-sample reduction (wgmma)", ("_wgmma_act",)),
+    ("per-sample reduction (fused)", ("_fused_act",)),
+    ("per-sample reduction (split pass)", ("_reduce_g",)),
+    ("flash attention", ("flash", "fmha", "attention")),
+    ("GEMM (forward/backward, bmm)", ("gemm", "sm90_xmma", "cutlass", "nvjet", "ampere", "wgmma")),
+    ("reductions (sum)", ("reduce",)),
+]
+
+
+def kind(name: str) -> str:
+    low = name.lower()
+    for label, keys in KINDS:
+        if any(k.lower() in low for k in keys):
+            return label
+    return "element-wise and other"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--B", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=2)
+    ap.add_argument("--kernel", default="auto")
+    ap.add_argument("--gram", action="store_true")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    m = llama7b_random("cuda", a.layers)
+    tok = IdTokenizer(32000, 256)
+    eng = ActivationScorer(m, tok, ScoreOptions(max_tokens=256, thresholds=(1e-5, 1e-4), gram=a.gram,
+                                                kernel=a.kernel))
+    n = a.B * a.batches
+    texts = [f"s{i}" for i in range(n)]
+    eng.run(texts, texts, batch_size=a.B, progress=False)  # warm-up: compilation, allocator
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    eng.run(texts, texts, batch_size=a.B, progress=False)
+    torch.cuda.synchronize()
+    plain = (time.perf_counter() - t0) * 1e3 / a.batches  # without the profiler's own overhead
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        eng.run(texts, texts, batch_size=a.B, progress=False)
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - t0) * 1e3 / a.batches
+    by_kind = defaultdict(float)
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0.0)
+        if t and e.device_type == torch.autograd.DeviceType.CUDA:
+            by_kind[kind(e.key)] += t / 1e3 / a.batches  # us -> ms per batch
+    busy = sum(by_kind.values())
+    rows = {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
+    out = {"kernel": a.kernel, "gram": a.gram, "B": a.B, "unprofiled_ms_per_batch": plain,
+           "unprofiled_samples_per_s": a.B / plain * 1e3, "wall_ms_per_batch": wall, "gpu_busy_ms_per_batch": busy,
+           "gpu_idle_ms_per_batch": wall - busy, "samples_per_s": a.B / wall * 1e3, "ms_per_batch_by_kind": rows}
+    print(json.dumps(out, indent=1))
+    top = sorted(((e.key, (getattr(e, "device_time_total", 0.0) or 0.0) / 1e3 / a.batches) for e in prof.key_averages()
+                  if e.device_type == torch.autograd.DeviceType.CUDA), key=lambda kv: -kv[1])[:15]
+    for k, v in top:
+        print(f"{v:8.1f} ms  {k[:110]}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({**out, "top_kernels": top}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
