@@ -8,7 +8,7 @@ not arithmetic, dominates.  Two kernels avoid that (timings: benchmarks/NOTES.md
 the W tile, takes |.|, and reduces in the same registers; G never exists in memory:
 
   * Σ_b A_b                 -> written once per tile (the batch's contribution to the sums)
-  * Σ A, Σ A², #{A > γ_j}   -> per (tile, sample, row) partials, summed afterwards (deterministic:
+  * Σ A, Σ A², #{A > γ_j}   -> per (sample, tile, row) partials, summed afterwards (deterministic:
                                no atomics, so results do not depend on scheduling)
   * optionally A_b in bf16  -> for the Gram matrix, which needs every sample's tile at once
 
@@ -16,8 +16,9 @@ the W tile, takes |.|, and reduces in the same registers; G never exists in memo
 pass that holds all samples of a weight block at once, so it also pairs them for the Gram
 matrix in registers; faster than ``fused_reduce`` + ``gram`` when the Gram is wanted.
 
-Only nn.Linear weights ([out, in]) with half-precision operands take these paths; everything
-else uses the un-fused reference path in ``scorer.py``.
+``wgmma.py`` has ``fused_reduce``'s sums for Hopper GPUs, with the tensor-core products scheduled
+by hand.  Only nn.Linear weights ([out, in]) with half-precision operands take these paths;
+everything else uses the un-fused reference path in ``scorer.py``.
 """
 
 from __future__ import annotations
