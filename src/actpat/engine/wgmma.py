@@ -10,6 +10,9 @@ stages, so the loads of later samples are also in flight during the epilogue.
 
 Same outputs as ``fused.fused_reduce`` without the bf16 copy of A (the Gram goes through
 ``split_reduce``); half-precision operands on a CUDA device of compute capability 9.x only.
+The token count is a compile-time constant (padded to whole K-steps, so one compilation per
+padded length): with a run-time K loop ptxas cannot prove the epilogue's accumulator finished
+and serialises every product.  Checked against float64 on the GPU by benchmarks/gpu_check.py.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ if HAVE_GLUON:
                 P1, P2, PC, THR, tile, n_tiles, B, T, o0, i0, n_iter,
                 NTHR: gl.constexpr, layout: gl.constexpr, STAGES: gl.constexpr, KT: gl.constexpr,
                 OUT: gl.constexpr):
-        """Issue sample b's products into ``acc``; while the first is in flight, reduce ``prev`` (sample b-1)."""
+        """Issue sample b's products into ``acc``; while the first OUT are in flight, reduce ``prev`` (sample b-1)."""
         BK: gl.constexpr = d_desc.block_type.shape[0]
         BO: gl.constexpr = d_desc.block_type.shape[1]
         for kk in gl.static_range(KT):
