@@ -111,9 +111,10 @@ def inputs(B, T, O, I, scale=False):
     return x, d, W
 
 
-def variants(B, T, layers):
+def time_variants(table, B, T, layers):
+    """Check, then time, each (name, wants Gram, kwargs) of ``table`` on the 7B shapes."""
     rows = []
-    for name, want_gram, kw in VARIANTS:
+    for name, want_gram, kw in table:
         def make(O, I, want_gram=want_gram, kw=kw):
             x, d, W = inputs(B, T, O, I, scale=True)
             return lambda: run_variant(x, d, W, want_gram, kw)
@@ -121,6 +122,11 @@ def variants(B, T, layers):
         row = {"variant": name, "gram": want_gram, "check_rel_err": check_variant(want_gram, kw)}
         rows.append(time_shapes(row, make, B, T, layers))
         print(json.dumps(row), flush=True)
+    return rows
+
+
+def variants(B, T, layers):
+    rows = time_variants(VARIANTS, B, T, layers)
 
     def bmm_only(O, I):  # the library GEMM alone (stage 1 of split): forming G without any reduction
         x, d, _ = inputs(B, T, O, I)
@@ -168,16 +174,7 @@ def check_wgmma_shapes():
 
 def wgmma_mode(B, T, layers):
     print(json.dumps({"wgmma_worst_rel_err": check_wgmma_shapes()}), flush=True)
-    rows = []
-    for name, want_gram, kw in WGMMA_VARIANTS:
-        def make(O, I, want_gram=want_gram, kw=kw):
-            x, d, W = inputs(B, T, O, I, scale=True)
-            return lambda: run_variant(x, d, W, want_gram, kw)
-
-        row = {"variant": name, "gram": want_gram, "check_rel_err": check_variant(want_gram, kw)}
-        rows.append(time_shapes(row, make, B, T, layers))
-        print(json.dumps(row), flush=True)
-    return rows
+    return time_variants(WGMMA_VARIANTS, B, T, layers)
 
 
 def frozen_fwd_bwd(B, T, layers):
