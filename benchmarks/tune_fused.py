@@ -144,7 +144,8 @@ WGMMA_VARIANTS = [  # kwargs of wgmma_reduce; "outstanding": products in flight 
     ("wgmma 128x128x64 stages4 out2", False, {"wgmma": True, "outstanding": 2}),
     ("wgmma 128x128x64 stages5 out2", False, {"wgmma": True, "outstanding": 2, "num_stages": 5}),
     ("wgmma 128x128x64 stages5 out3", False, {"wgmma": True, "outstanding": 3, "num_stages": 5}),
-    ("wgmma 64x128x64 stages3 out2", False, {"wgmma": True, "block": (64, 128, 64), "num_stages": 3, "outstanding": 2}),
+    ("wgmma 64x128x64 stages3 out2", False, {"wgmma": True, "block": (64, 128, 64), "num_stages": 3,
+                                             "outstanding": 2}),
     ("wgmma 128x128x64 stages4 out2 group0", False, {"wgmma": True, "group": 0, "outstanding": 2}),
     ("wgmma 128x128x64 stages4 out2 group16", False, {"wgmma": True, "group": 16, "outstanding": 2}),
 ]
