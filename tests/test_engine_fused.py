@@ -163,3 +163,16 @@ def test_wgmma_kernel_needs_a_hopper_gpu():
     eng = ActivationScorer(m, tiny_tokenizer(), ScoreOptions(max_tokens=8, kernel="wgmma"))
     with pytest.raises(RuntimeError, match="Hopper GPU.*use kernel: auto"):
         eng.run(["a b c d"], ["0"], progress=False)
+
+
+def test_thresholds_are_made_once_per_device():
+    """A fresh host-to-device copy per matrix would synchronise the CPU with the GPU each time."""
+    import torch
+
+    from actpat.engine.fused import thresholds_on
+
+    a = thresholds_on((1e-5, 1e-4), torch.device("cpu"))
+    assert a is thresholds_on((1e-5, 1e-4), torch.device("cpu"))
+    assert a is not thresholds_on((1e-5,), torch.device("cpu"))
+    assert a.dtype == torch.float32 and a.tolist() == [torch.tensor(1e-5).item(), torch.tensor(1e-4).item()]
+    assert thresholds_on((), torch.device("cpu")).tolist() == [0.0]  # the kernels read one value even then

@@ -92,7 +92,7 @@ def _to_cpu(d: dict, dtype: torch.dtype) -> dict:
 class _BatchState:
     """Per-pass accumulators; per-matrix results stay on their device until the pass ends."""
 
-    def __init__(self, B, n_layers, groups, positions, want_sums):
+    def __init__(self, B, n_layers, groups, positions, want_sums, running=None):
         self.B = B
         self.n_layers = n_layers
         self.positions = positions
@@ -106,7 +106,7 @@ class _BatchState:
         self.pending: dict[str, dict[int, torch.Tensor]] = {g: {} for g in groups} if want_sums else {}
         # group -> weight name -> running sum of the committed batches: the kernels add it in their
         # store (one pass less over every weight); those matrices' pending sums then replace it
-        self.running: dict[str, dict[str, torch.Tensor]] = {}
+        self.running: dict[str, dict[str, torch.Tensor]] = running or {}
         self.replaces: set[int] = set()
 
     def gather(self, n_mats: int, n_thr: int, names: list[str]):
@@ -358,8 +358,7 @@ class ActivationScorer:
         mask = torch.arange(T)[None, :] < lengths[:, None]
         gnames = dict.fromkeys(groups[i] for i in idx)
         grows = {g: torch.tensor([r for r, i in enumerate(idx) if groups[i] == g]) for g in gnames}
-        st = _BatchState(B, self.n_layers, grows, tgt.positions(self.opts.target, lengths), self.opts.sums)
-        st.running = running or {}
+        st = _BatchState(B, self.n_layers, grows, tgt.positions(self.opts.target, lengths), self.opts.sums, running)
         self._state = st
         hidden = None
         try:
