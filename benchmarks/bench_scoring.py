@@ -129,9 +129,9 @@ def ref_mean(model, tok, weights, texts, max_tokens):
 
 
 def suite_mean(model, tok, texts, dev, max_tokens, batch_size, ref_n, label, flops_per_sample=None, gram=False,
-               thresholds=(1e-5, 1e-4), repeats=1, kernel="auto"):
+               thresholds=(1e-5, 1e-4), repeats=1, kernel="auto", elementwise="auto"):
     eng = ActivationScorer(model, tok, ScoreOptions(max_tokens=max_tokens, thresholds=thresholds, gram=gram,
-                                                    kernel=kernel))
+                                                    kernel=kernel, elementwise=elementwise))
     ids = [str(i) for i in range(len(texts))]
     # warm-up (allocator, kernels): two batches, since the second compiles the kernels' running-sum variants
     eng.run(texts[:2 * batch_size], ids[:2 * batch_size], batch_size=batch_size, progress=False)
@@ -197,7 +197,8 @@ def main():
     ap.add_argument("--gpu-batch-sizes", type=int, nargs="+", default=[4, 8, 16])
     ap.add_argument("--gpu-layers", type=int, default=32)
     ap.add_argument("--kernels", nargs="+", default=["unfused", "fused", "split", "auto"],
-                    choices=["unfused", "fused", "split", "wgmma", "auto"])
+                    help="scoring.kernel values, each optionally with /eager or /compiled for scoring.elementwise "
+                         "(default auto: compiled on a GPU), e.g. auto auto/eager")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -225,11 +226,12 @@ def main():
         flops = 6 * n_lin * 256  # forward + input gradients + per-sample weight gradients
         for bs in a.gpu_batch_sizes:
             texts = [f"s{i}" for i in range(4 * bs)]
-            for kernel in a.kernels:
+            for spec in a.kernels:
+                kernel, _, ew = spec.partition("/")
                 for gram in (False, True):
                     r = suite_mean(model, tok, texts, a.device, 256, bs, a.ref_samples,
-                                   f"c 7B bf16 256 tok, {kernel}, {'Gram' if gram else 'mean'}", flops, gram=gram,
-                                   kernel=kernel)
+                                   f"c 7B bf16 256 tok, {spec}, {'Gram' if gram else 'mean'}", flops, gram=gram,
+                                   kernel=kernel, elementwise=ew or "auto")
                     r["ceiling_samples_per_s"] = 790e12 / flops
                     r["pct_of_ceiling"] = 100 * r["engine_samples_per_s"] / r["ceiling_samples_per_s"]
                     rows.append(r)

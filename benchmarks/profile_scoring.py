@@ -25,6 +25,7 @@ KINDS = [  # (label, substrings of the kernel name), first match wins
     ("per-sample reduction (wgmma)", ("_wgmma_act",)),
     ("per-sample reduction (fused)", ("_fused_act",)),
     ("per-sample reduction (split pass)", ("_reduce_g",)),
+    ("compiled element-wise (torch.compile)", ("triton_poi", "triton_red", "triton_per")),
     ("flash attention", ("flash", "fmha", "attention")),
     ("GEMM (forward/backward, bmm)", ("gemm", "sm90_xmma", "cutlass", "nvjet", "ampere", "wgmma")),
     ("reductions (sum)", ("reduce",)),
@@ -46,12 +47,13 @@ def main():
     ap.add_argument("--batches", type=int, default=2)
     ap.add_argument("--kernel", default="auto")
     ap.add_argument("--gram", action="store_true")
+    ap.add_argument("--elementwise", default="auto", choices=["auto", "compiled", "eager"])
     ap.add_argument("--json")
     a = ap.parse_args()
     m = llama7b_random("cuda", a.layers)
     tok = IdTokenizer(32000, 256)
     eng = ActivationScorer(m, tok, ScoreOptions(max_tokens=256, thresholds=(1e-5, 1e-4), gram=a.gram,
-                                                kernel=a.kernel))
+                                                kernel=a.kernel, elementwise=a.elementwise))
     n = a.B * a.batches
     texts = [f"s{i}" for i in range(n)]
     eng.run(texts, texts, batch_size=a.B, progress=False)  # warm-up: compilation, allocator
@@ -73,7 +75,7 @@ def main():
             by_kind[kind(e.key)] += t / 1e3 / a.batches  # us -> ms per batch
     busy = sum(by_kind.values())
     rows = {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
-    out = {"kernel": a.kernel, "gram": a.gram, "B": a.B, "unprofiled_ms_per_batch": plain,
+    out = {"kernel": a.kernel, "elementwise": a.elementwise, "gram": a.gram, "B": a.B, "unprofiled_ms_per_batch": plain,
            "unprofiled_samples_per_s": a.B / plain * 1e3, "wall_ms_per_batch": wall, "gpu_busy_ms_per_batch": busy,
            "gpu_idle_ms_per_batch": wall - busy, "samples_per_s": a.B / wall * 1e3, "ms_per_batch_by_kind": rows}
     print(json.dumps(out, indent=1))

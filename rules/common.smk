@@ -228,6 +228,7 @@ def score_options(model):
         "include": sc["include"],
         "exclude": sc["exclude"],
         "kernel": sc["kernel"],
+        "elementwise": sc["elementwise"],
         "thresholds": list(model_spec(model)["thresholds"]),
     }
 

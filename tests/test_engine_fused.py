@@ -137,6 +137,27 @@ ENGINE_SCRIPT = INTERPRETER_PATCH + textwrap.dedent(r"""
         assert s1 < 5e-3, (kernel, s1)
         cos = lambda res: np.array([p[5] / np.sqrt(p[6] * p[7]) for p in res.pairs])
         assert np.abs(cos(r) - cos(u)).max() < 5e-3, kernel
+    # auto on a Hopper GPU (simulated: the fused kernel stands in for the Gluon one, which has no
+    # interpreter): wgmma for every matrix whose rows are whole tiles, its bf16 A making the Gram
+    import actpat.engine.wgmma as WG
+    wg_calls = []
+    plain_fused = F.fused_reduce.__kwdefaults__["_orig"]  # not counted as a call of fused
+    def fake_wgmma(x, d, W, thr, want_a=False, base=None):
+        wg_calls.append((tuple(W.shape), want_a))
+        return plain_fused(x, d, W, thr, want_a, base=base)
+    WG.available, WG.wgmma_reduce, WG.a_fits = (lambda x: True), fake_wgmma, (lambda W: W.shape[0] % 64 == 0)
+    calls.update(fused=0, split=0)
+    for gram in (True, False):
+        wg_calls.clear()
+        opts = ScoreOptions(max_tokens=16, thresholds=(1e-3,), kernel="auto", gram=gram)
+        r = ActivationScorer(m, tok, opts).run(texts, ids, batch_size=2, progress=False)
+        fits = sum(w.weight.shape[0] % 64 == 0 for w in ActivationScorer(m, tok).weights)
+        # with the Gram: the matrices that fit by wgmma (with A), the rest by fused; without: all by wgmma
+        assert len(wg_calls) == 2 * (fits if gram else n) and all(a == gram for _, a in wg_calls), wg_calls
+        for k, v in u.sums["all"].items():
+            assert float((r.sums["all"][k].double() - v.double()).norm() / v.double().norm()) < 5e-3, k
+        assert not gram or np.abs(cos(r) - cos(u)).max() < 5e-3
+    assert calls == {"fused": 2 * (n - fits), "split": 0}, calls
     print("ok")
 """)
 

@@ -44,6 +44,13 @@ def test_every_kernel_name_is_accepted(wd, kernel):
     assert check_config(cfg, base_dir=wd)["scoring"]["kernel"] == kernel
 
 
+@pytest.mark.parametrize("mode", ["auto", "compiled", "eager"])
+def test_every_elementwise_mode_is_accepted(wd, mode):
+    cfg = base_config()
+    cfg.setdefault("scoring", {})["elementwise"] = mode
+    assert check_config(cfg, base_dir=wd)["scoring"]["elementwise"] == mode
+
+
 def _set(path: str, value):
     """A mutation setting the dotted ``path`` (``[i]`` for list items) to ``value``."""
     def mutate(cfg):
@@ -103,6 +110,7 @@ BAD = [
     ("bigbench-task-format", _set("domains.qa", {"source": "bigbench", "task": "strategyqa", "format": "mmlu"}),
      ["domains.qa.format", "'strategyqa' is read as format 'boolq'"]),
     ("target-typo", _set("scoring.target", "max_logits"), ["scoring.target", "is not one of", "max_logit"]),
+    ("elementwise-typo", _set("scoring.elementwise", "compile"), ["scoring.elementwise", "is not one of", "compiled"]),
     ("embedding-typo", _set("relevance.embedding_asset", "mini"), ["relevance.embedding_asset", "minilm"]),
     ("method-typo", _set("prune.runs[0].method", "wandaa"), ["prune.runs[0].method", "wanda"]),
     ("allocation-typo", _set("prune.runs[0].allocation", ["uniform", "papr"]), ["prune.runs[0].allocation", "paper"]),

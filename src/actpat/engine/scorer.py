@@ -22,6 +22,7 @@ batch is re-run without it, so nothing non-finite ever reaches the sums.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..modelio import ModelError, ScoredWeight, find_blocks, scored_weights
-from . import fused, wgmma
+from . import elementwise, fused, wgmma
 from . import targets as tgt
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ class ScoreOptions:
     exclude: str | None = None
     # GPU half precision: fused (one Triton kernel, G in registers), wgmma (the same on Hopper GPUs, with
     # explicit async tensor-core products), split (library GEMM for G, then one Triton pass with the Gram in
-    # registers), unfused (PyTorch ops); auto: wgmma (Hopper) or fused for the sums, split for the Gram
+    # registers), unfused (PyTorch ops); auto: wgmma on Hopper, else fused for the sums and split for the Gram
     kernel: str = "auto"
+    # the blocks' RMSNorm, rotary embedding and SwiGLU: compiled (torch.compile: fused forward and backward
+    # kernels), eager, or auto (compiled on CUDA); see elementwise.py
+    elementwise: str = "auto"
 
 
 @dataclass
@@ -141,6 +145,8 @@ class ActivationScorer:
         self.opts = options or ScoreOptions()
         if self.opts.target not in tgt.TARGETS:
             raise ValueError(f"unknown target {self.opts.target!r}; expected one of {tgt.TARGETS}")
+        if self.opts.elementwise not in ("auto", "compiled", "eager"):
+            raise ValueError(f"unknown elementwise {self.opts.elementwise!r}; expected auto, compiled or eager")
         if getattr(model.config, "is_encoder_decoder", False):
             raise ModelError(f"{type(model).__name__} is an encoder-decoder; ActPat scores causal LMs")
         self.weights = scored_weights(model, self.opts.include, self.opts.exclude)
@@ -210,23 +216,25 @@ class ActivationScorer:
         st = self._state
         sw = self.weights[k]
         thr = tuple(self.opts.thresholds)
-        # measured on an H200 (benchmarks/NOTES.md): wgmma (Hopper only) is fastest for the sums, then fused;
-        # split for the Gram; split rounds G to the operands' precision, which only bf16's range makes safe
+        # measured on an H200 (benchmarks/NOTES.md): on Hopper GPUs wgmma, which for the Gram also stores A in
+        # bf16 for one library GEMM (rows of whole 128-row tiles only); elsewhere fused for the sums and split
+        # for the Gram (split rounds G to the operands' precision, which only bf16's range makes safe)
+        hopper = self.opts.kernel in ("auto", "wgmma") and wgmma.available(x)
+        use_wgmma = hopper and (not self.opts.gram or wgmma.a_fits(sw.weight))
         auto_split = self.opts.gram and len(thr) <= 4 and x.dtype == torch.bfloat16
-        use_wgmma = not self.opts.gram and (self.opts.kernel == "wgmma"
-                                            or (self.opts.kernel == "auto" and wgmma.available(x)))
         (g,) = st.pending or (None,)  # _use_fused: at most one group per batch
         base = st.running.get(g, {}).get(sw.name)
         if base is not None and (base.dtype != torch.float32 or base.device != x.device):
             base = None
-        if self.opts.kernel == "split" or (self.opts.kernel in ("auto", "wgmma") and auto_split):
+        a16 = gm = None
+        if use_wgmma:
+            total, s1, s2, cnt, a16 = wgmma.wgmma_reduce(x, d, sw.weight, thr, want_a=self.opts.gram, base=base)
+        elif self.opts.kernel == "split" or (self.opts.kernel in ("auto", "wgmma") and auto_split):
             total, s1, s2, cnt, gm = fused.split_reduce(x, d, sw.weight, thr, self.opts.gram, base=base)
-        elif use_wgmma:
-            total, s1, s2, cnt = wgmma.wgmma_reduce(x, d, sw.weight, thr, base=base)
-            gm = None
         else:
             total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, thr, self.opts.gram, base=base)
-            gm = fused.gram(a16.view(a16.shape[0], -1)) if self.opts.gram else None
+        if a16 is not None:  # the Gram from A's bf16 copy: one chunked library GEMM
+            gm = fused.gram(a16.view(a16.shape[0], -1))
         st.s1[k] = s1
         st.s2[k] = s2.to(torch.float64)
         if gm is not None:
@@ -311,9 +319,14 @@ class ActivationScorer:
         handles = [self.embed.register_forward_hook(self._embed_hook),
                    self.head.register_forward_pre_hook(self._head_prehook)]
         handles += [w.module.register_forward_hook(self._fwd_hook(k)) for k, w in enumerate(self.weights)]
+        ew = self.opts.elementwise
+        compiled = ew == "compiled" or (ew == "auto" and self.embed.weight.is_cuda)
         t0 = time.time()
         try:
-            with tqdm(total=sum(len(b) for b in batches), desc=desc, unit="sample", disable=not progress) as bar:
+            with (elementwise.compiled_blocks(self.model) if compiled else contextlib.nullcontext()) as done, \
+                    tqdm(total=sum(len(b) for b in batches), desc=desc, unit="sample", disable=not progress) as bar:
+                if done:
+                    log.info("compiled element-wise parts of the blocks: %s", done)
                 for batch in batches:
                     self._run_batch(list(batch), texts, ids, groups, enc, res)
                     bar.update(len(batch))
@@ -366,19 +379,25 @@ class ActivationScorer:
                 out = self.model(input_ids=input_ids.to(dev), attention_mask=mask.long().to(dev), use_cache=False,
                                  output_hidden_states=self.opts.hidden)
                 D = tgt.value(self.opts.target, out.logits, input_ids, lengths)
-                finite = torch.isfinite(D).cpu()
-                if not finite.all():
-                    for b in (~finite).nonzero().flatten().tolist():
-                        st.bad_where[b] = f"non-finite D ({self.opts.target}) in the forward pass"
-                    st.bad |= ~finite
-                    return st, None
+                # checked after the backward: reading it here would stop the CPU until the GPU caught up, and
+                # the GPU would then idle while the backward was being launched.  A non-finite D_b only
+                # spoils its own sample's gradients, and the batch is re-run without it.
+                finite = torch.isfinite(D)
                 if self.opts.hidden:
                     h = out.hidden_states[-1].detach().to(torch.float64)
                     m = mask.to(h.device, h.dtype).unsqueeze(-1)
-                    hidden = ((h * m).sum(1) / m.sum(1)).cpu().numpy()
+                    hidden = (h * m).sum(1) / m.sum(1)
                 del out
                 D.sum().backward()
+            finite = finite.cpu()
+            if not finite.all():
+                for b in (~finite).nonzero().flatten().tolist():
+                    st.bad_where[b] = f"non-finite D ({self.opts.target}) in the forward pass"
+                st.bad |= ~finite
+                return st, None
             st.stats = st.gather(len(self.weights), len(self.opts.thresholds), [w.name for w in self.weights])
+            if hidden is not None:
+                hidden = hidden.cpu().numpy()
         finally:
             self._state = None
         return st, hidden

@@ -25,7 +25,8 @@ try:  # Gluon ships with Triton >= 3.5; CPU installs have neither
     import triton
     from triton.experimental import gluon
     from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon.language.nvidia.hopper import mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
+    from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
+                                                                   warpgroup_mma_wait)
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
     HAVE_GLUON = True
@@ -42,10 +43,18 @@ def available(x: torch.Tensor) -> bool:
 if HAVE_GLUON:
 
     @gluon.jit
-    def _epilogue(acc, w_smem, s_acc, P1, P2, PC, THR, row0, pstride, NTHR: gl.constexpr, layout: gl.constexpr,
-                  BO: gl.constexpr):
-        """Reduce one sample's finished tile: Σ_b, and per-row Σ A, Σ A², counts (no cross-warp barrier)."""
+    def _epilogue(acc, w_smem, s_acc, P1, P2, PC, THR, row0, pstride, a_desc, a_out, a_row, i0,
+                  NTHR: gl.constexpr, layout: gl.constexpr, BO: gl.constexpr, WRITE_A: gl.constexpr):
+        """Reduce one sample's finished tile: Σ_b, and per-row Σ A, Σ A², counts (no cross-warp barrier);
+        with WRITE_A, also send A to global memory in bf16 (for the Gram) by an asynchronous TMA store."""
         a = gl.abs(acc * w_smem.load(layout).to(gl.float32))  # out-of-range lanes: G = W = 0
+        if WRITE_A:
+            tma.store_wait(0)  # the previous sample's store has finished reading a_out
+            gl.thread_barrier()
+            a_out.store(a.to(a_desc.dtype))
+            fence_async_shared()
+            gl.thread_barrier()
+            tma.async_copy_shared_to_global(a_desc, [a_row, i0], a_out)
         rows = row0 + gl.arange(0, BO, layout=gl.SliceLayout(1, layout))
         gl.store(P1 + rows, gl.sum(a, axis=1))
         gl.store(P2 + rows, gl.sum(a * a, axis=1))
@@ -55,9 +64,9 @@ if HAVE_GLUON:
 
     @gluon.jit
     def _sample(acc, prev, s_acc, it, b, has_prev, d_desc, x_desc, a_bufs, b_bufs, bars, w_smem,
-                P1, P2, PC, THR, tile, n_tiles, B, T, o0, i0, n_iter,
+                P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0, n_iter, a_desc, a_out,
                 NTHR: gl.constexpr, layout: gl.constexpr, STAGES: gl.constexpr, KT: gl.constexpr,
-                OUT: gl.constexpr):
+                OUT: gl.constexpr, WRITE_A: gl.constexpr):
         """Issue sample b's products into ``acc``; while the first OUT are in flight, reduce ``prev`` (sample b-1)."""
         BK: gl.constexpr = d_desc.block_type.shape[0]
         BO: gl.constexpr = d_desc.block_type.shape[1]
@@ -79,14 +88,15 @@ if HAVE_GLUON:
             if kk == OUT - 1:
                 if has_prev:
                     s_acc = _epilogue(prev, w_smem, s_acc, P1, P2, PC, THR, ((b - 1) * n_tiles + tile) * BO,
-                                      B * n_tiles * BO, NTHR, layout, BO)
+                                      B * n_tiles * BO, a_desc, a_out, (b - 1) * O + o0, i0, NTHR, layout, BO,
+                                      WRITE_A)
             it += 1
         return acc, prev, s_acc, it
 
     @gluon.jit
-    def _wgmma_act(d_desc, x_desc, w_desc, SUM, BASE, P1, P2, PC, THR, B, T: gl.constexpr, O, I,
+    def _wgmma_act(d_desc, x_desc, w_desc, a_desc, SUM, BASE, P1, P2, PC, THR, B, T: gl.constexpr, O, I,
                    NTHR: gl.constexpr, GROUP: gl.constexpr, STAGES: gl.constexpr, OUT: gl.constexpr,
-                   HAS_BASE: gl.constexpr, num_warps: gl.constexpr):
+                   HAS_BASE: gl.constexpr, WRITE_A: gl.constexpr, num_warps: gl.constexpr):
         BK: gl.constexpr = d_desc.block_type.shape[0]
         BO: gl.constexpr = d_desc.block_type.shape[1]
         BI: gl.constexpr = x_desc.block_type.shape[1]
@@ -109,6 +119,10 @@ if HAVE_GLUON:
         a_bufs = gl.allocate_shared_memory(d_desc.dtype, [STAGES, BK, BO], d_desc.layout)
         b_bufs = gl.allocate_shared_memory(x_desc.dtype, [STAGES, BK, BI], x_desc.layout)
         w_smem = gl.allocate_shared_memory(w_desc.dtype, [BO, BI], w_desc.layout)
+        if WRITE_A:
+            a_out = gl.allocate_shared_memory(a_desc.dtype, [BO, BI], a_desc.layout)
+        else:
+            a_out = w_smem  # unused
         bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
         wbar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
         for s in gl.static_range(STAGES):
@@ -133,25 +147,27 @@ if HAVE_GLUON:
         it = 0
         for p in range(B // 2):  # unrolled by two: the accumulators swap roles every sample
             acc0, acc1, s_acc, it = _sample(acc0, acc1, s_acc, it, 2 * p, p > 0, d_desc, x_desc, a_bufs, b_bufs,
-                                            bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, o0, i0, n_iter,
-                                            NTHR, layout, STAGES, KT, OUT)
+                                            bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0, n_iter,
+                                            a_desc, a_out, NTHR, layout, STAGES, KT, OUT, WRITE_A)
             acc1, acc0, s_acc, it = _sample(acc1, acc0, s_acc, it, 2 * p + 1, p >= 0, d_desc, x_desc, a_bufs,
-                                            b_bufs, bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, o0, i0, n_iter,
-                                            NTHR, layout, STAGES, KT, OUT)
+                                            b_bufs, bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0, n_iter,
+                                            a_desc, a_out, NTHR, layout, STAGES, KT, OUT, WRITE_A)
         if B % 2 == 1:
             acc0, acc1, s_acc, it = _sample(acc0, acc1, s_acc, it, B - 1, B > 1, d_desc, x_desc, a_bufs, b_bufs,
-                                            bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, o0, i0, n_iter,
-                                            NTHR, layout, STAGES, KT, OUT)
+                                            bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0, n_iter,
+                                            a_desc, a_out, NTHR, layout, STAGES, KT, OUT, WRITE_A)
             acc0 = warpgroup_mma_wait(0, deps=(acc0,))
             s_acc = _epilogue(acc0, w_smem, s_acc, P1, P2, PC, THR, ((B - 1) * n_tiles + tile) * BO,
-                              B * n_tiles * BO, NTHR, layout, BO)
+                              B * n_tiles * BO, a_desc, a_out, (B - 1) * O + o0, i0, NTHR, layout, BO, WRITE_A)
         else:
             acc1 = warpgroup_mma_wait(0, deps=(acc1,))
             s_acc = _epilogue(acc1, w_smem, s_acc, P1, P2, PC, THR, ((B - 1) * n_tiles + tile) * BO,
-                              B * n_tiles * BO, NTHR, layout, BO)
+                              B * n_tiles * BO, a_desc, a_out, (B - 1) * O + o0, i0, NTHR, layout, BO, WRITE_A)
         for s in gl.static_range(STAGES):
             mbarrier.invalidate(bars.index(s))
         mbarrier.invalidate(wbar)
+        if WRITE_A:
+            tma.store_wait(0)
 
         ro = o0 + gl.arange(0, BO, layout=gl.SliceLayout(1, layout))
         ri = i0 + gl.arange(0, BI, layout=gl.SliceLayout(0, layout))
@@ -163,17 +179,20 @@ if HAVE_GLUON:
 
 
 def wgmma_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: tuple[float, ...],
-                 block: tuple[int, int, int] = (128, 128, 64), num_stages: int = 4, group: int = 8,
-                 outstanding: int = 1, base: torch.Tensor | None = None):
-    """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear, as ``fused.fused_reduce`` (without A).
+                 want_a: bool = False, block: tuple[int, int, int] = (128, 128, 64), num_stages: int = 4,
+                 group: int = 8, outstanding: int = 1, base: torch.Tensor | None = None):
+    """Reductions of A_b = |δ_bᵀ X_b ⊙ W| for one nn.Linear, as ``fused.fused_reduce``.
 
-    Returns (base + sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr]); ``base`` (float32,
-    optional) is read, never written.
+    Returns (base + sum_b A_b [O, I] float32, s1 [B], s2 [B], counts [B, n_thr], A_bf16 [B, O, I] or None);
+    ``base`` (float32, optional) is read, never written.  ``want_a`` needs O to be a multiple of the
+    tile height (``a_fits``): A is stored by whole tiles of a [B·O, I] view.
     """
     B, T, I = x.shape
     O = W.shape[0]
     assert d.shape == (B, T, O) and W.shape == (O, I), (x.shape, d.shape, W.shape)
     BO, BI, BK = block
+    if want_a and O % BO:
+        raise ValueError(f"wgmma_reduce: A needs O ({O}) to be a multiple of {BO}; use fused.split_reduce")
     if T % BK:  # TMA reads δ and X as [B·T, ·]: pad each sample to whole K-steps (zero rows add nothing)
         pad = BK - T % BK
         x = torch.nn.functional.pad(x, (0, 0, 0, pad))
@@ -188,6 +207,12 @@ def wgmma_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     w_desc = TensorDescriptor.from_tensor(W, [BO, BI], gl.NVMMASharedLayout.get_default_for([BO, BI], gdt))
     n_tiles = triton.cdiv(O, BO) * triton.cdiv(I, BI)
     dev = x.device
+    a16 = None
+    a_desc = w_desc  # a placeholder the kernel ignores without WRITE_A
+    if want_a:  # bf16 whatever the operands: A's range is that of G·W, beyond fp16's
+        a16 = torch.empty(B, O, I, dtype=torch.bfloat16, device=dev)
+        a_desc = TensorDescriptor.from_tensor(a16.view(B * O, I), [BO, BI],
+                                              gl.NVMMASharedLayout.get_default_for([BO, BI], gl.bfloat16))
     nthr = len(thresholds)
     out_sum = torch.empty(O, I, dtype=torch.float32, device=dev)
     # per (sample, tile row) partials, laid out so that each sample's are contiguous: cheap final sums
@@ -195,8 +220,14 @@ def wgmma_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     p2 = torch.empty(B, n_tiles * BO, dtype=torch.float32, device=dev)
     pc = torch.empty(max(nthr, 1), B, n_tiles * BO, dtype=torch.int32, device=dev)
     thr = thresholds_on(thresholds, dev)
-    _wgmma_act[(n_tiles,)](d_desc, x_desc, w_desc, out_sum, out_sum if base is None else base, p1, p2, pc, thr,
-                           B, T, O, I, NTHR=nthr, GROUP=group, STAGES=num_stages,
-                           OUT=max(1, min(outstanding, T // BK)), HAS_BASE=base is not None, num_warps=BO // 16)
+    _wgmma_act[(n_tiles,)](d_desc, x_desc, w_desc, a_desc, out_sum, out_sum if base is None else base, p1, p2, pc,
+                           thr, B, T, O, I, NTHR=nthr, GROUP=group, STAGES=num_stages,
+                           OUT=max(1, min(outstanding, T // BK)), HAS_BASE=base is not None, WRITE_A=want_a,
+                           num_warps=BO // 16)
     counts = pc.sum(2, dtype=torch.int64).T[:, :nthr]
-    return out_sum, p1.sum(1), p2.sum(1), counts
+    return out_sum, p1.sum(1), p2.sum(1), counts, a16
+
+
+def a_fits(W: torch.Tensor, block: tuple[int, int, int] = (128, 128, 64)) -> bool:
+    """Can ``wgmma_reduce`` also return A for this weight (its rows a whole number of tiles)?"""
+    return W.shape[0] % block[0] == 0
