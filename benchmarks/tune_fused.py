@@ -68,13 +68,14 @@ VARIANTS = [
 
 def run_variant(x, d, W, want_gram, kw, thr=(1e-5, 1e-4)):
     kw = dict(kw)
+    gkw = kw.pop("gram", {})  # kwargs of fused.gram
     if kw.pop("split", False):
         return split_reduce(x, d, W, thr, want_gram, **kw)
     if kw.pop("wgmma", False):
         s, s1, s2, c, a16 = wgmma_reduce(x, d, W, thr, want_gram, **kw)
     else:
         s, s1, s2, c, a16 = fused_reduce(x, d, W, thr, want_gram, **kw)
-    return s, s1, s2, c, (gram(a16.view(a16.shape[0], -1)) if want_gram else None)
+    return s, s1, s2, c, (gram(a16.view(a16.shape[0], -1), **gkw) if want_gram else None)
 
 
 def check_variant(want_gram, kw, B=16, T=256):
@@ -139,13 +140,40 @@ def variants(B, T, layers):
     return rows
 
 
-WGMMA_VARIANTS = [  # kwargs of wgmma_reduce; "outstanding": products in flight during an epilogue
+WGMMA_VARIANTS = [  # kwargs of wgmma_reduce; "gram": kwargs of fused.gram
     ("fused (default)", False, {}),
     ("wgmma 128x128x64 stages4 out1", False, {"wgmma": True}),
     ("split Gram 32x128 w1", True, {"split": True}),
-    ("fused + bf16 Gram", True, {}),
-    ("wgmma + bf16 A by TMA store + Gram", True, {"wgmma": True}),
+    ("wgmma + bf16 A by TMA store + Gram (chunked bmm)", True, {"wgmma": True, "gram": {"impl": "bmm"}}),
+    ("wgmma + bf16 A by TMA store + Gram (one pass)", True, {"wgmma": True}),
 ]
+GRAM_VARIANTS = [  # the Gram of A's bf16 rows alone: kwargs of fused.gram
+    ("chunked bmm", {"impl": "bmm"}),
+    ("one pass 256x64 w4", {"impl": "triton", "block": 256, "iters": 64, "num_warps": 4}),
+    ("one pass 512x32 w4", {"impl": "triton", "block": 512, "iters": 32, "num_warps": 4}),
+    ("one pass 128x128 w2", {"impl": "triton", "block": 128, "iters": 128, "num_warps": 2}),
+    ("one pass 1024x16 w8", {"impl": "triton", "block": 1024, "iters": 16, "num_warps": 8}),
+    ("one pass 256x16 w4", {"impl": "triton", "block": 256, "iters": 16, "num_warps": 4}),
+]
+
+
+def gram_only(B, T, layers):
+    rows = []
+    for name, gkw in GRAM_VARIANTS:
+        torch.manual_seed(0)
+        a = torch.rand(B, 4096 * 1000, device="cuda").bfloat16()
+        ref = a.double() @ a.double().T
+        err = float((gram(a, **gkw) - ref).norm() / ref.norm())
+
+        def make(O, I, gkw=gkw):
+            a = torch.rand(B, O * I, device="cuda").bfloat16()
+            return lambda: gram(a, **gkw)
+
+        row = time_shapes({"variant": f"Gram alone: {name}", "gram": True, "check_rel_err": err}, make, B, T, layers)
+        row["GB_per_s_up"] = B * 11008 * 4096 * 2 / row["11008x4096_ms"] / 1e6
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
 
 
 def check_wgmma_shapes():
@@ -178,7 +206,7 @@ def check_wgmma_shapes():
 
 def wgmma_mode(B, T, layers):
     print(json.dumps({"wgmma_worst_rel_err": check_wgmma_shapes()}), flush=True)
-    return time_variants(WGMMA_VARIANTS, B, T, layers)
+    return gram_only(B, T, layers) + time_variants(WGMMA_VARIANTS, B, T, layers)
 
 
 def frozen_fwd_bwd(B, T, layers):

@@ -77,6 +77,12 @@ SCRIPT = INTERPRETER_PATCH + textwrap.dedent(r"""
     s, s1, s2, c, g = split_reduce(x, d, W, (0.5, 1.0, 2.0), want_gram=True, block=32, iters=2)
     assert rel(g, F @ F.T) < 1e-5 and rel(s1, F.sum(1)) < 1e-5
     assert torch.equal(c, torch.stack([(F > t).sum(1) for t in (0.5, 1.0, 2.0)], 1))
+    # the Gram of A's rows in one pass (any row count up to the padded tile, columns not a whole block)
+    from actpat.engine.fused import gram
+    for B, N in ((3, 1000), (17, 300)):
+        a = torch.rand(B, N)
+        g = gram(a, impl="triton", block=64, iters=2)
+        assert g.dtype == torch.float64 and rel(g, a.double() @ a.double().T) < 1e-6
     print("ok")
 """)
 

@@ -238,14 +238,44 @@ def split_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     return out_sum, p1[:, :B].sum(0), p2[:, :B].sum(0), counts, g
 
 
-def gram(flat: torch.Tensor) -> torch.Tensor:
+if HAVE_TRITON:
+
+    @triton.jit
+    def _gram_rows(A, OUT, B, N, BP: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr, LOWP: tl.constexpr):
+        """Partial Gram matrices of the rows of A [B, N]: each program pairs all rows over ITERS·BLOCK columns,
+        loading each element once (a GEMM of A by Aᵀ would read A twice)."""
+        pid = tl.program_id(0)
+        rb = tl.arange(0, BP)
+        row = rb.to(tl.int64) * N  # B·N passes 2^31 on the largest models
+        mb = rb < B
+        acc = tl.zeros((BP, BP), dtype=tl.float32)
+        for it in range(ITERS):
+            rn = (pid * ITERS + it) * BLOCK + tl.arange(0, BLOCK)
+            a = tl.load(A + row[:, None] + rn[None, :], mask=mb[:, None] & (rn < N)[None, :], other=0.0)
+            if not LOWP:  # the interpreter (NumPy has no bfloat16): float32
+                a = a.to(tl.float32)
+            acc = tl.dot(a, tl.trans(a), acc)
+        tl.store(OUT + pid * BP * BP + rb[:, None] * BP + rb[None, :], acc)
+
+
+def gram(flat: torch.Tensor, impl: str = "auto", block: int = 256, iters: int = 64, num_warps: int = 4) -> torch.Tensor:
     """Σ_w A_b(w)·A_c(w) for every pair of rows of ``flat`` [B, N] (bf16), in float64.
 
-    A single [B, N] @ [N, B] product has a tiny output and a huge reduction, which GEMM
-    libraries run on few SMs; splitting N into C chunks gives a batched product of C
-    independent [B, N/C] @ [N/C, B] tiles that fills the GPU, summed afterwards.
+    ``impl`` triton (the default on a GPU): one pass of ``_gram_rows``, every element read once, the
+    partial matrices summed in float64.  bmm (the CPU): a single [B, N] @ [N, B] product has a tiny
+    output and a huge reduction, which GEMM libraries run on few SMs; splitting N into C chunks gives
+    a batched product of C independent [B, N/C] @ [N/C, B] tiles that fills the GPU, summed afterwards.
     """
     B, N = flat.shape
+    if impl == "triton" or (impl == "auto" and available(flat) and not INTERPRET):
+        flat = flat.contiguous()
+        BP = max(16, triton.next_power_of_2(B))
+        n_prog = triton.cdiv(N, block * iters)
+        part = torch.empty(n_prog, BP, BP, dtype=torch.float32, device=flat.device)
+        kw = {} if INTERPRET else {"num_warps": num_warps}
+        _gram_rows[(n_prog,)](flat, part, B, N, BP=BP, BLOCK=block, ITERS=iters,
+                              LOWP=flat.dtype != torch.float32 and not INTERPRET, **kw)
+        return part.sum(0, dtype=torch.float64)[:B, :B]
     C = 1
     while N % (2 * C) == 0 and N // (2 * C) >= 8192 and C < 4096:
         C *= 2

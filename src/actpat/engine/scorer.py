@@ -423,9 +423,11 @@ class ActivationScorer:
             res.counts.append(C[r].numpy())
             if hidden is not None:
                 res.hidden[ids[i]] = hidden[r]
-        if self.opts.gram:
+        if self.opts.gram:  # Python floats from NumPy rows: indexing the tensor per pair cost ~50 ms a batch
+            Gn = G.numpy()
+            norms = [Gn[:, a, a].tolist() for a in range(len(idx))]  # [sample][layer]
             for a in range(len(idx)):
                 for b in range(a + 1, len(idx)):
-                    for layer in range(self.n_layers):
-                        res.pairs.append((layer, ids[idx[a]], groups[idx[a]], ids[idx[b]], groups[idx[b]],
-                                          float(G[layer, a, b]), float(G[layer, a, a]), float(G[layer, b, b])))
+                    dots = Gn[:, a, b].tolist()
+                    res.pairs.extend((layer, ids[idx[a]], groups[idx[a]], ids[idx[b]], groups[idx[b]], dots[layer],
+                                      norms[a][layer], norms[b][layer]) for layer in range(self.n_layers))
