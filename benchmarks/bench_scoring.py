@@ -199,6 +199,7 @@ def main():
     ap.add_argument("--kernels", nargs="+", default=["unfused", "fused", "split", "auto"],
                     help="scoring.kernel values, each optionally with /eager or /compiled for scoring.elementwise "
                          "(default auto: compiled on a GPU), e.g. auto auto/eager")
+    ap.add_argument("--repeats", type=int, default=1, help="GPU suite: timed runs per row (the median is kept)")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -231,7 +232,7 @@ def main():
                 for gram in (False, True):
                     r = suite_mean(model, tok, texts, a.device, 256, bs, a.ref_samples,
                                    f"c 7B bf16 256 tok, {spec}, {'Gram' if gram else 'mean'}", flops, gram=gram,
-                                   kernel=kernel, elementwise=ew or "auto")
+                                   kernel=kernel, elementwise=ew or "auto", repeats=a.repeats)
                     r["ceiling_samples_per_s"] = 790e12 / flops
                     r["pct_of_ceiling"] = 100 * r["engine_samples_per_s"] / r["ceiling_samples_per_s"]
                     rows.append(r)

@@ -3,8 +3,9 @@
 1. tiny LLaMA, float64 on the GPU vs the float64 CPU batch-1 reference (rel. error < 1e-10)
 2. tiny LLaMA, float32 on the GPU vs the float64 CPU reference (< 1e-5)
 3. LLaMA-2-7B shapes, bf16 engine vs the paper's bf16 batch-1 loop on a few samples (bf16 tolerance);
-   every kernel (fused, split, wgmma on Hopper) against the un-fused engine, over two batches so that
-   the kernels' in-store addition of the running sums is checked too
+   the compiled element-wise parts of the blocks against eager PyTorch; every kernel (fused, split,
+   wgmma on Hopper) against the un-fused engine, over two batches so that the kernels' in-store
+   addition of the running sums is checked too
 4. each kernel on one 7B-sized matrix against a float64 reduction, with and without a running sum
 """
 
@@ -67,25 +68,27 @@ def check_7b(n=6, layers=4):
     runs = {}
     hopper = wgmma.available(torch.empty(1, device="cuda", dtype=torch.bfloat16))
     kernels = ["unfused", "fused", "split"] + (["wgmma"] if hopper else [])
-    for kernel in kernels:  # every kernel with the Gram (wgmma: its bf16 copy of A, then one GEMM)
-        # the reference (unfused) with the blocks' element-wise parts in eager PyTorch, the rest compiled
-        opts = ScoreOptions(max_tokens=256, thresholds=thr, kernel=kernel, gram=True,
-                            elementwise="eager" if kernel == "unfused" else "auto")
+    # every kernel with the Gram (wgmma: its bf16 copy of A), the blocks' element-wise parts compiled (the
+    # default on a GPU); the un-fused engine also with them eager, the paper's loop's arithmetic
+    for kernel in kernels + ["unfused/eager"]:
+        k, _, ew = kernel.partition("/")
+        opts = ScoreOptions(max_tokens=256, thresholds=thr, kernel=k, gram=True, elementwise=ew or "auto")
         eng = ActivationScorer(m, tok, opts)
         runs[kernel] = eng.run(texts, texts, batch_size=n // 2, progress=False)
     if hopper:  # and the sums alone (no copy of A)
         eng = ActivationScorer(m, tok, ScoreOptions(max_tokens=256, thresholds=thr, kernel="wgmma", gram=False))
         runs["wgmma, no Gram"] = eng.run(texts, texts, batch_size=n // 2, progress=False)
         kernels.append("wgmma, no Gram")
-    u = runs["unfused"]
+    u = runs["unfused/eager"]
     worst = 0.0
     for w in eng.weights[:: max(1, len(eng.weights) // 8)]:
         refsum = sum(batch1_activations(m, tok, t, [w], max_tokens=256)[w.name].float() for t in texts)
         worst = max(worst, rel(u.sums["all"][w.name], refsum))
-    print(f"7B shapes ({layers} layers) bf16: un-fused engine (eager) vs paper's bf16 batch-1 loop, worst rel. error {worst:.2e}")
+    print(f"7B shapes ({layers} layers) bf16: un-fused engine (eager) vs paper's bf16 batch-1 loop, "
+          f"worst rel. error {worst:.2e}")
     assert worst < 2e-2
-    for kernel in kernels[1:]:
-        f = runs[kernel]
+    for kernel, ref in [("unfused", "unfused/eager")] + [(k, "unfused") for k in kernels[1:]]:
+        f, u = runs[kernel], runs[ref]
         ws = max(rel(f.sums["all"][w.name], u.sums["all"][w.name]) for w in eng.weights)
         s1 = rel(torch.tensor(np.array(f.s1)), torch.tensor(np.array(u.s1)))
         cnt = np.abs(np.array(f.counts, dtype=np.int64) - np.array(u.counts, dtype=np.int64)).sum() / max(
@@ -93,7 +96,7 @@ def check_7b(n=6, layers=4):
         cos_f = [p[5] / np.sqrt(p[6] * p[7]) for p in f.pairs]
         cos_u = [p[5] / np.sqrt(p[6] * p[7]) for p in u.pairs]
         dcos = float(np.abs(np.array(cos_f) - np.array(cos_u)).max()) if f.pairs else 0.0
-        print(f"{kernel} vs un-fused: sums {ws:.2e}, per-sample sums {s1:.2e}, counts {cnt:.2e} (fraction moved), "
+        print(f"{kernel} vs {ref}: sums {ws:.2e}, per-sample sums {s1:.2e}, counts {cnt:.2e} (fraction moved), "
               f"max |LLMDcos diff| {dcos:.2e}")
         assert ws < 1e-2 and s1 < 1e-2 and cnt < 1e-2 and dcos < 1e-2
 

@@ -59,7 +59,9 @@ class _Compiled:
         if not self.failed:
             try:
                 if self.compiled is None:
-                    self.compiled = torch.compile(self.fn, backend=BACKEND, dynamic=True)
+                    # round intermediates to bf16/fp16 where eager PyTorch does: the same numbers, not better ones
+                    opts = {"emulate_precision_casts": True} if BACKEND == "inductor" else None
+                    self.compiled = torch.compile(self.fn, backend=BACKEND, dynamic=True, options=opts)
                 return self.compiled(*args, **kwargs)
             except Exception as e:  # no compiler, an unsupported backend...: slower, same numbers
                 self.failed = True
