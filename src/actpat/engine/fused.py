@@ -10,14 +10,15 @@ the W tile, takes |.|, and reduces in the same registers; G never exists in memo
   * Σ_b A_b                 -> written once per tile (the batch's contribution to the sums)
   * Σ A, Σ A², #{A > γ_j}   -> per (sample, tile, row) partials, summed afterwards (deterministic:
                                no atomics, so results do not depend on scheduling)
-  * optionally A_b in bf16  -> for the Gram matrix, which needs every sample's tile at once
+  * optionally A_b in bf16  -> for the Gram matrix, which needs every sample's tile at once:
+                               ``gram`` pairs all rows of A in one pass, reading it once
 
 ``split_reduce`` forms G with one library GEMM (rounded once to bf16) and reduces it in one
 pass that holds all samples of a weight block at once, so it also pairs them for the Gram
-matrix in registers; faster than ``fused_reduce`` + ``gram`` when the Gram is wanted.
+matrix in registers (slower than ``fused_reduce`` + ``gram`` since ``gram`` is one pass).
 
-``wgmma.py`` has ``fused_reduce``'s sums for Hopper GPUs, with the tensor-core products scheduled
-by hand.  Only nn.Linear weights ([out, in]) with half-precision operands take these paths;
+``wgmma.py`` has ``fused_reduce`` for Hopper GPUs, with the tensor-core products scheduled by
+hand.  Only nn.Linear weights ([out, in]) with half-precision operands take these paths;
 everything else uses the un-fused reference path in ``scorer.py``.
 """
 

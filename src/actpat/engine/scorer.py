@@ -53,7 +53,7 @@ class ScoreOptions:
     exclude: str | None = None
     # GPU half precision: fused (one Triton kernel, G in registers), wgmma (the same on Hopper GPUs, with
     # explicit async tensor-core products), split (library GEMM for G, then one Triton pass with the Gram in
-    # registers), unfused (PyTorch ops); auto: wgmma on Hopper, else fused for the sums and split for the Gram
+    # registers), unfused (PyTorch ops); auto: wgmma on Hopper GPUs, else fused
     kernel: str = "auto"
     # the blocks' RMSNorm, rotary embedding and SwiGLU: compiled (torch.compile: fused forward and backward
     # kernels), eager, or auto (compiled on CUDA); see elementwise.py
@@ -216,12 +216,11 @@ class ActivationScorer:
         st = self._state
         sw = self.weights[k]
         thr = tuple(self.opts.thresholds)
-        # measured on an H200 (benchmarks/NOTES.md): on Hopper GPUs wgmma, which for the Gram also stores A in
-        # bf16 for one library GEMM (rows of whole 128-row tiles only); elsewhere fused for the sums and split
-        # for the Gram (split rounds G to the operands' precision, which only bf16's range makes safe)
+        # measured on an H200 (benchmarks/NOTES.md): wgmma on Hopper GPUs, which for the Gram also stores A in
+        # bf16 (rows of whole 128-row tiles only), else fused; then the Gram of A in one pass.  split (G by a
+        # library GEMM, then one pass) only when asked for: slower since the Gram pass got fast
         hopper = self.opts.kernel in ("auto", "wgmma") and wgmma.available(x)
         use_wgmma = hopper and (not self.opts.gram or wgmma.a_fits(sw.weight))
-        auto_split = self.opts.gram and len(thr) <= 4 and x.dtype == torch.bfloat16
         (g,) = st.pending or (None,)  # _use_fused: at most one group per batch
         base = st.running.get(g, {}).get(sw.name)
         if base is not None and (base.dtype != torch.float32 or base.device != x.device):
@@ -229,11 +228,11 @@ class ActivationScorer:
         a16 = gm = None
         if use_wgmma:
             total, s1, s2, cnt, a16 = wgmma.wgmma_reduce(x, d, sw.weight, thr, want_a=self.opts.gram, base=base)
-        elif self.opts.kernel == "split" or (self.opts.kernel in ("auto", "wgmma") and auto_split):
+        elif self.opts.kernel == "split":
             total, s1, s2, cnt, gm = fused.split_reduce(x, d, sw.weight, thr, self.opts.gram, base=base)
         else:
             total, s1, s2, cnt, a16 = fused.fused_reduce(x, d, sw.weight, thr, self.opts.gram, base=base)
-        if a16 is not None:  # the Gram from A's bf16 copy: one chunked library GEMM
+        if a16 is not None:  # the Gram from A's bf16 copy, in one pass
             gm = fused.gram(a16.view(a16.shape[0], -1))
         st.s1[k] = s1
         st.s2[k] = s2.to(torch.float64)

@@ -8,8 +8,9 @@ products of sample b are issued asynchronously, and the epilogue of sample b-1 r
 cores while they are in flight.  δ, X and W tiles arrive by TMA into a ring of shared-memory
 stages, so the loads of later samples are also in flight during the epilogue.
 
-Same outputs as ``fused.fused_reduce`` without the bf16 copy of A (the Gram goes through
-``split_reduce``); half-precision operands on a CUDA device of compute capability 9.x only.
+Same outputs as ``fused.fused_reduce``; the bf16 copy of A for the Gram leaves through an
+asynchronous TMA store (so only for weights whose rows are whole tiles).  Half-precision
+operands on a CUDA device of compute capability 9.x only.
 The token count is a compile-time constant (padded to whole K-steps, so one compilation per
 padded length): with a run-time K loop ptxas cannot prove the epilogue's accumulator finished
 and serialises every product.  Checked against float64 on the GPU by benchmarks/gpu_check.py.
