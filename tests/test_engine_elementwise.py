@@ -102,3 +102,14 @@ def test_auto_is_eager_on_the_cpu(monkeypatch):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="expected auto, compiled or eager"):
         ActivationScorer(tiny_llama(torch.float64, layers=1), tiny_tokenizer(), ScoreOptions(elementwise="on"))
+
+
+def test_modules_wrapped_per_instance_keep_their_wrapper():
+    """accelerate's device hooks (device_map) replace a module's forward per instance: left as they are."""
+    m = tiny_llama(torch.float64, layers=1)
+    norm = m.model.norm
+    wrapper = norm.forward  # a bound method standing in for accelerate's wrapper
+    norm.forward = wrapper
+    with ew.compiled_blocks(m, compile=False) as done:
+        assert done["rms_norm"] == 2 and norm.forward is wrapper  # the block's two norms, not the final one
+    assert norm.forward is wrapper

@@ -203,3 +203,12 @@ def test_thresholds_are_made_once_per_device():
     assert a is not thresholds_on((1e-5,), torch.device("cpu"))
     assert a.dtype == torch.float32 and a.tolist() == [torch.tensor(1e-5).item(), torch.tensor(1e-4).item()]
     assert thresholds_on((), torch.device("cpu")).tolist() == [0.0]  # the kernels read one value even then
+
+
+def test_tma_shape_rules():
+    import torch
+
+    from actpat.engine import wgmma
+
+    assert wgmma.fits(torch.empty(192, 576)) and not wgmma.fits(torch.empty(100, 30))
+    assert wgmma.a_fits(torch.empty(4096, 11008)) and not wgmma.a_fits(torch.empty(576, 1536))

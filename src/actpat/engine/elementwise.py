@@ -109,7 +109,7 @@ def compiled_blocks(model, compile: bool = True):
     try:
         for mod in model.modules():
             key = _code_key(type(mod).forward)
-            if key is None:
+            if key is None or "forward" in vars(mod):  # already wrapped per instance (accelerate's device hooks)
                 continue
             if key == norm_key:
                 mod.forward = lambda x, m=mod: norm(x, m.weight, m.variance_epsilon)

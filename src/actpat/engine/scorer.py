@@ -220,7 +220,7 @@ class ActivationScorer:
         # bf16 (rows of whole 128-row tiles only), else fused; then the Gram of A in one pass.  split (G by a
         # library GEMM, then one pass) only when asked for: slower since the Gram pass got fast
         hopper = self.opts.kernel in ("auto", "wgmma") and wgmma.available(x)
-        use_wgmma = hopper and (not self.opts.gram or wgmma.a_fits(sw.weight))
+        use_wgmma = hopper and (wgmma.a_fits(sw.weight) if self.opts.gram else wgmma.fits(sw.weight))
         (g,) = st.pending or (None,)  # _use_fused: at most one group per batch
         base = st.running.get(g, {}).get(sw.name)
         if base is not None and (base.dtype != torch.float32 or base.device != x.device):

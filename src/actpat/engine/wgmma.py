@@ -229,6 +229,11 @@ def wgmma_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     return out_sum, p1.sum(1), p2.sum(1), counts, a16
 
 
+def fits(W: torch.Tensor) -> bool:
+    """Can TMA address this weight's δ, X and W?  Rows of 16-byte multiples: O and I multiples of 8."""
+    return W.shape[0] % 8 == 0 and W.shape[1] % 8 == 0
+
+
 def a_fits(W: torch.Tensor, block: tuple[int, int, int] = (128, 128, 64)) -> bool:
     """Can ``wgmma_reduce`` also return A for this weight (its rows a whole number of tiles)?"""
-    return W.shape[0] % block[0] == 0
+    return fits(W) and W.shape[0] % block[0] == 0
