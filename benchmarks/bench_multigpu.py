@@ -48,7 +48,9 @@ def score(model, ids, batch_size):
 
     eng = ActivationScorer(model, SeededTokenizer(), ScoreOptions(max_tokens=256, thresholds=(1e-5, 1e-4),
                                                                   gram=False))
-    eng.run(ids[:batch_size], ids[:batch_size], batch_size=batch_size, progress=False)  # warm-up
+    # warm-up: two batches (the second compiles the kernels' running-sum variants; the first compiles the
+    # blocks' element-wise parts)
+    eng.run(ids[:2 * batch_size], ids[:2 * batch_size], batch_size=batch_size, progress=False)
     return eng, lambda: eng.run(ids, ids, batch_size=batch_size, progress=False)
 
 
