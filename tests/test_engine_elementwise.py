@@ -104,11 +104,40 @@ def test_unknown_mode_is_refused():
         ActivationScorer(tiny_llama(torch.float64, layers=1), tiny_tokenizer(), ScoreOptions(elementwise="on"))
 
 
-def test_modules_wrapped_per_instance_keep_their_wrapper():
-    """accelerate's device hooks (device_map) replace a module's forward per instance: left as they are."""
+def test_accelerate_device_hooks_are_kept():
+    """device_map: accelerate wraps a module's forward per instance and calls its _old_forward after moving
+    the inputs; the replacement goes there, so the hook still runs, and everything is restored after."""
+    from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+
+    class Count(ModelHook):
+        calls = 0
+
+        def pre_forward(self, module, *args, **kwargs):
+            Count.calls += 1
+            return args, kwargs
+
+    tok = tiny_tokenizer()
+    m = tiny_llama(torch.float64, layers=1)
+    ref = _run(m, tok, elementwise="eager")
+    norm = m.model.norm
+    add_hook_to_module(norm, Count())
+    wrapper, old = norm.forward, norm._old_forward
+    seen = []
+    with ew.compiled_blocks(m, compile=False) as done:
+        assert done["rms_norm"] == 3 and norm.forward is wrapper and norm._old_forward is not old
+        inner = norm._old_forward
+        norm._old_forward = lambda x: seen.append(1) or inner(x)
+        _same(ref, _run(m, tok, elementwise="eager"))
+        assert seen and Count.calls == len(seen)  # the hook ran, then the replacement
+    assert norm.forward is wrapper and norm._old_forward == old
+    remove_hook_from_module(norm)  # accelerate puts back the method it wrapped: ours is gone
+    assert norm.forward == old
+
+
+def test_other_per_instance_wrappers_are_left_alone():
     m = tiny_llama(torch.float64, layers=1)
     norm = m.model.norm
-    wrapper = norm.forward  # a bound method standing in for accelerate's wrapper
+    wrapper = norm.forward  # a bound method standing in for someone's wrapper
     norm.forward = wrapper
     with ew.compiled_blocks(m, compile=False) as done:
         assert done["rms_norm"] == 2 and norm.forward is wrapper  # the block's two norms, not the final one

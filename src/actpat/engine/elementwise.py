@@ -104,21 +104,30 @@ def compiled_blocks(model, compile: bool = True):
                                    _code_key(ml.apply_rotary_pos_emb))
     call = (lambda fn: _FUNCS[fn]) if compile else (lambda fn: fn)
     norm, mlp, rope = call(rms_norm), call(silu_mul), call(rotary)
-    patched, swapped = [], []
+    patched, swapped = [], []  # (module, attribute, what it held), (model file, its rotary function)
     done = {"rms_norm": 0, "swiglu": 0, "rotary": 0}
+
+    def replace(mod, fn):
+        # accelerate's device hooks (device_map) wrap forward per instance and call _old_forward after moving
+        # the inputs: replace that, so a model split over GPUs computes exactly what it does on one
+        attr = "forward"
+        if "forward" in vars(mod):
+            if "_old_forward" not in vars(mod):  # some other per-instance wrapper: leave the module alone
+                return False
+            attr = "_old_forward"
+        patched.append((mod, attr, vars(mod).get(attr)))
+        setattr(mod, attr, fn)
+        return True
+
     try:
         for mod in model.modules():
             key = _code_key(type(mod).forward)
-            if key is None or "forward" in vars(mod):  # already wrapped per instance (accelerate's device hooks)
+            if key is None:
                 continue
             if key == norm_key:
-                mod.forward = lambda x, m=mod: norm(x, m.weight, m.variance_epsilon)
-                patched.append(mod)
-                done["rms_norm"] += 1
+                done["rms_norm"] += replace(mod, lambda x, m=mod: norm(x, m.weight, m.variance_epsilon))
             elif key == mlp_key and _is_silu(mod.act_fn):
-                mod.forward = lambda x, m=mod: m.down_proj(mlp(m.gate_proj(x), m.up_proj(x)))
-                patched.append(mod)
-                done["swiglu"] += 1
+                done["swiglu"] += replace(mod, lambda x, m=mod: m.down_proj(mlp(m.gate_proj(x), m.up_proj(x))))
             elif "apply_rotary_pos_emb" in key[1]:  # an attention module: swap the function in its model's file
                 ns = sys.modules[type(mod).__module__]
                 orig = getattr(ns, "apply_rotary_pos_emb", None)
@@ -128,7 +137,10 @@ def compiled_blocks(model, compile: bool = True):
                     done["rotary"] += 1
         yield done
     finally:
-        for mod in patched:
-            del mod.forward
+        for mod, attr, held in reversed(patched):
+            if held is None:
+                delattr(mod, attr)
+            else:
+                setattr(mod, attr, held)
         for ns, orig in reversed(swapped):
             ns.apply_rotary_pos_emb = orig
