@@ -40,6 +40,24 @@ def kind(name: str) -> str:
     return "element-wise and other"
 
 
+def idle_phases(prof, batches):
+    """GPU idle time per batch, by the pass phase (scorer._phase) the CPU was in when the GPU got work again:
+    a gap ending inside "forward" means the CPU could not launch the forward fast enough, and so on."""
+    CUDA = torch.autograd.DeviceType.CUDA
+    evs = prof.events()
+    kern = sorted((e.time_range.start, e.time_range.end) for e in evs if e.device_type == CUDA)
+    phases = sorted((e.time_range.start, e.time_range.end, e.name[len("actpat."):]) for e in evs
+                    if e.device_type != CUDA and e.name.startswith("actpat."))
+    out = defaultdict(float)
+    end = kern[0][1] if kern else 0
+    for s, e in kern[1:]:
+        if s > end:  # a gap [end, s]: attribute it to the innermost phase running at s
+            where = [p for p in phases if p[0] <= s <= p[1]]
+            out[min(where, key=lambda p: p[1] - p[0])[2] if where else "between passes"] += (s - end) / 1e3
+        end = max(end, e)
+    return {k: round(v / batches, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--B", type=int, default=16)
@@ -74,10 +92,12 @@ def main():
         if t and e.device_type == torch.autograd.DeviceType.CUDA:
             by_kind[kind(e.key)] += t / 1e3 / a.batches  # us -> ms per batch
     busy = sum(by_kind.values())
+    idle_by_phase = idle_phases(prof, a.batches)
     rows = {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}
     out = {"kernel": a.kernel, "elementwise": a.elementwise, "gram": a.gram, "B": a.B, "unprofiled_ms_per_batch": plain,
            "unprofiled_samples_per_s": a.B / plain * 1e3, "wall_ms_per_batch": wall, "gpu_busy_ms_per_batch": busy,
-           "gpu_idle_ms_per_batch": wall - busy, "samples_per_s": a.B / wall * 1e3, "ms_per_batch_by_kind": rows}
+           "gpu_idle_ms_per_batch": wall - busy, "samples_per_s": a.B / wall * 1e3, "ms_per_batch_by_kind": rows,
+           "gpu_idle_ms_per_batch_by_phase": idle_by_phase}
     print(json.dumps(out, indent=1))
     top = sorted(((e.key, (getattr(e, "device_time_total", 0.0) or 0.0) / 1e3 / a.batches) for e in prof.key_averages()
                   if e.device_type == torch.autograd.DeviceType.CUDA), key=lambda kv: -kv[1])[:15]

@@ -37,7 +37,12 @@ from . import targets as tgt
 
 log = logging.getLogger(__name__)
 
-_HALF_BMM_FP32_OUT = [True]  # torch.bmm(..., out_dtype=float32) for bf16/fp16 on CUDA, where available
+_HALF_BMM_FP32_OUT = [True]
+
+
+def _phase(name: str):
+    """A named span of a pass for torch.profiler (benchmarks/profile_scoring.py); ~1 µs when not profiling."""
+    return torch.profiler.record_function(f"actpat.{name}")  # torch.bmm(..., out_dtype=float32) for bf16/fp16 on CUDA, where available
 
 
 @dataclass
@@ -197,7 +202,11 @@ class ActivationScorer:
             return None
         h = args[0]
         b = torch.arange(h.shape[0], device=h.device)
-        return (h[b, st.positions.to(h.device)].unsqueeze(1), *args[1:])
+        pos = st.positions
+        # from pinned memory, without waiting: a copy from pageable memory would hold the CPU until the GPU
+        # had finished the forward, and the GPU would then idle while the backward was being launched
+        pos = pos.pin_memory().to(h.device, non_blocking=True) if h.is_cuda else pos.to(h.device)
+        return (h[b, pos].unsqueeze(1), *args[1:])
 
     def _use_fused(self, sw: ScoredWeight, x: torch.Tensor, st: _BatchState) -> bool:
         if self.opts.kernel == "unfused" or sw.transposed or x.dtype not in (torch.bfloat16, torch.float16):
@@ -356,7 +365,8 @@ class ActivationScorer:
                     log.warning("sample %s excluded: %s", ids[idx[b]], reason)
                 idx = [i for j, i in enumerate(idx) if j not in set(bad)]
                 continue
-            self._commit(st, idx, ids, groups, res, hidden)
+            with _phase("commit"):
+                self._commit(st, idx, ids, groups, res, hidden)
             return
 
     def _pass(self, idx, enc, groups, running=None):
@@ -375,8 +385,9 @@ class ActivationScorer:
         hidden = None
         try:
             with torch.enable_grad():
-                out = self.model(input_ids=input_ids.to(dev), attention_mask=mask.long().to(dev), use_cache=False,
-                                 output_hidden_states=self.opts.hidden)
+                with _phase("forward"):
+                    out = self.model(input_ids=input_ids.to(dev), attention_mask=mask.long().to(dev),
+                                     use_cache=False, output_hidden_states=self.opts.hidden)
                 D = tgt.value(self.opts.target, out.logits, input_ids, lengths)
                 # checked after the backward: reading it here would stop the CPU until the GPU caught up, and
                 # the GPU would then idle while the backward was being launched.  A non-finite D_b only
@@ -387,14 +398,16 @@ class ActivationScorer:
                     m = mask.to(h.device, h.dtype).unsqueeze(-1)
                     hidden = (h * m).sum(1) / m.sum(1)
                 del out
-                D.sum().backward()
+                with _phase("backward"):
+                    D.sum().backward()
             finite = finite.cpu()
             if not finite.all():
                 for b in (~finite).nonzero().flatten().tolist():
                     st.bad_where[b] = f"non-finite D ({self.opts.target}) in the forward pass"
                 st.bad |= ~finite
                 return st, None
-            st.stats = st.gather(len(self.weights), len(self.opts.thresholds), [w.name for w in self.weights])
+            with _phase("gather"):
+                st.stats = st.gather(len(self.weights), len(self.opts.thresholds), [w.name for w in self.weights])
             if hidden is not None:
                 hidden = hidden.cpu().numpy()
         finally:
