@@ -45,7 +45,9 @@ def idle_phases(prof, batches):
     a gap ending inside "forward" means the CPU could not launch the forward fast enough, and so on."""
     CUDA = torch.autograd.DeviceType.CUDA
     evs = prof.events()
-    kern = sorted((e.time_range.start, e.time_range.end) for e in evs if e.device_type == CUDA)
+    # the phases' own spans also appear on the GPU's timeline (as annotations): not kernels
+    kern = sorted((e.time_range.start, e.time_range.end) for e in evs
+                  if e.device_type == CUDA and not e.name.startswith("actpat."))
     phases = sorted((e.time_range.start, e.time_range.end, e.name[len("actpat."):]) for e in evs
                     if e.device_type != CUDA and e.name.startswith("actpat."))
     out = defaultdict(float)
@@ -89,7 +91,7 @@ def main():
     by_kind = defaultdict(float)
     for e in prof.key_averages():
         t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0.0)
-        if t and e.device_type == torch.autograd.DeviceType.CUDA:
+        if t and e.device_type == torch.autograd.DeviceType.CUDA and not e.key.startswith("actpat."):
             by_kind[kind(e.key)] += t / 1e3 / a.batches  # us -> ms per batch
     busy = sum(by_kind.values())
     idle_by_phase = idle_phases(prof, a.batches)
@@ -100,7 +102,8 @@ def main():
            "gpu_idle_ms_per_batch_by_phase": idle_by_phase}
     print(json.dumps(out, indent=1))
     top = sorted(((e.key, (getattr(e, "device_time_total", 0.0) or 0.0) / 1e3 / a.batches) for e in prof.key_averages()
-                  if e.device_type == torch.autograd.DeviceType.CUDA), key=lambda kv: -kv[1])[:15]
+                  if e.device_type == torch.autograd.DeviceType.CUDA and not e.key.startswith("actpat.")),
+                 key=lambda kv: -kv[1])[:15]
     for k, v in top:
         print(f"{v:8.1f} ms  {k[:110]}")
     if a.json:
