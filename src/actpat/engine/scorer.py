@@ -37,12 +37,12 @@ from . import targets as tgt
 
 log = logging.getLogger(__name__)
 
-_HALF_BMM_FP32_OUT = [True]
+_HALF_BMM_FP32_OUT = [True]  # torch.bmm(..., out_dtype=float32) for bf16/fp16 on CUDA, where available
 
 
 def _phase(name: str):
     """A named span of a pass for torch.profiler (benchmarks/profile_scoring.py); ~1 µs when not profiling."""
-    return torch.profiler.record_function(f"actpat.{name}")  # torch.bmm(..., out_dtype=float32) for bf16/fp16 on CUDA, where available
+    return torch.profiler.record_function(f"actpat.{name}")
 
 
 @dataclass

@@ -151,8 +151,8 @@ if HAVE_GLUON:
                                             bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0, n_iter,
                                             a_desc, a_out, NTHR, layout, STAGES, KT, OUT, WRITE_A)
             acc1, acc0, s_acc, it = _sample(acc1, acc0, s_acc, it, 2 * p + 1, p >= 0, d_desc, x_desc, a_bufs,
-                                            b_bufs, bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0, n_iter,
-                                            a_desc, a_out, NTHR, layout, STAGES, KT, OUT, WRITE_A)
+                                            b_bufs, bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0,
+                                            n_iter, a_desc, a_out, NTHR, layout, STAGES, KT, OUT, WRITE_A)
         if B % 2 == 1:
             acc0, acc1, s_acc, it = _sample(acc0, acc1, s_acc, it, B - 1, B > 1, d_desc, x_desc, a_bufs, b_bufs,
                                             bars, w_smem, P1, P2, PC, THR, tile, n_tiles, B, T, O, o0, i0, n_iter,
@@ -193,7 +193,7 @@ def wgmma_reduce(x: torch.Tensor, d: torch.Tensor, W: torch.Tensor, thresholds: 
     assert d.shape == (B, T, O) and W.shape == (O, I), (x.shape, d.shape, W.shape)
     BO, BI, BK = block
     if want_a and O % BO:
-        raise ValueError(f"wgmma_reduce: A needs O ({O}) to be a multiple of {BO}; use fused.split_reduce")
+        raise ValueError(f"wgmma_reduce: A needs O ({O}) to be a multiple of {BO}; use fused.fused_reduce")
     if T % BK:  # TMA reads δ and X as [B·T, ·]: pad each sample to whole K-steps (zero rows add nothing)
         pad = BK - T % BK
         x = torch.nn.functional.pad(x, (0, 0, 0, pad))
