@@ -47,7 +47,7 @@ def score(model, ids, batch_size):
     from actpat.engine.scorer import ActivationScorer, ScoreOptions
 
     eng = ActivationScorer(model, SeededTokenizer(), ScoreOptions(max_tokens=256, thresholds=(1e-5, 1e-4),
-                                                                  gram=False))
+                                                                  gram=False, elementwise="compiled"))
     # warm-up: two batches (the second compiles the kernels' running-sum variants; the first compiles the
     # blocks' element-wise parts)
     eng.run(ids[:2 * batch_size], ids[:2 * batch_size], batch_size=batch_size, progress=False)

@@ -198,7 +198,7 @@ def main():
     ap.add_argument("--gpu-layers", type=int, default=32)
     ap.add_argument("--kernels", nargs="+", default=["unfused", "fused", "split", "auto"],
                     help="scoring.kernel values, each optionally with /eager or /compiled for scoring.elementwise "
-                         "(default auto: compiled on a GPU), e.g. auto auto/eager")
+                         "(default auto, which compiles no run this short), e.g. auto/compiled auto")
     ap.add_argument("--repeats", type=int, default=1, help="GPU suite: timed runs per row (the median is kept)")
     ap.add_argument("--json")
     a = ap.parse_args()

@@ -41,7 +41,7 @@ def check_tiny():
     ref = [batch1_activations(cpu, tok, t, ws) for t in TEXTS]
     m64 = tiny_llama(torch.float64).cuda()
     ref_gpu = [batch1_activations(m64, tok, t, ActivationScorer(m64, tok).weights) for t in TEXTS]
-    # the blocks' element-wise parts compiled (the default on a GPU) compute LLaMA's float32 RMSNorm with
+    # the blocks' element-wise parts compiled compute LLaMA's float32 RMSNorm with
     # another rounding than eager PyTorch: float32-level agreement, so the 1e-10 check runs them eagerly
     for dtype, ew, refs, tol, what in (
             (torch.float64, "eager", ref_gpu, 1e-10, "float64 batch-1 on the GPU"),
@@ -68,15 +68,16 @@ def check_7b(n=6, layers=4):
     runs = {}
     hopper = wgmma.available(torch.empty(1, device="cuda", dtype=torch.bfloat16))
     kernels = ["unfused", "fused", "split"] + (["wgmma"] if hopper else [])
-    # every kernel with the Gram (wgmma: its bf16 copy of A), the blocks' element-wise parts compiled (the
-    # default on a GPU); the un-fused engine also with them eager, the paper's loop's arithmetic
+    # every kernel with the Gram (wgmma: its bf16 copy of A), the blocks' element-wise parts compiled; the
+    # un-fused engine also with them eager, the paper's loop's arithmetic
     for kernel in kernels + ["unfused/eager"]:
         k, _, ew = kernel.partition("/")
-        opts = ScoreOptions(max_tokens=256, thresholds=thr, kernel=k, gram=True, elementwise=ew or "auto")
+        opts = ScoreOptions(max_tokens=256, thresholds=thr, kernel=k, gram=True, elementwise=ew or "compiled")
         eng = ActivationScorer(m, tok, opts)
         runs[kernel] = eng.run(texts, texts, batch_size=n // 2, progress=False)
     if hopper:  # and the sums alone (no copy of A)
-        eng = ActivationScorer(m, tok, ScoreOptions(max_tokens=256, thresholds=thr, kernel="wgmma", gram=False))
+        eng = ActivationScorer(m, tok, ScoreOptions(max_tokens=256, thresholds=thr, kernel="wgmma", gram=False,
+                                                    elementwise="compiled"))
         runs["wgmma, no Gram"] = eng.run(texts, texts, batch_size=n // 2, progress=False)
         kernels.append("wgmma, no Gram")
     u = runs["unfused/eager"]

@@ -67,7 +67,7 @@ def main():
     ap.add_argument("--batches", type=int, default=2)
     ap.add_argument("--kernel", default="auto")
     ap.add_argument("--gram", action="store_true")
-    ap.add_argument("--elementwise", default="auto", choices=["auto", "compiled", "eager"])
+    ap.add_argument("--elementwise", default="compiled", choices=["auto", "compiled", "eager"])
     ap.add_argument("--json")
     a = ap.parse_args()
     m = llama7b_random("cuda", a.layers)

@@ -142,3 +142,11 @@ def test_other_per_instance_wrappers_are_left_alone():
     with ew.compiled_blocks(m, compile=False) as done:
         assert done["rms_norm"] == 2 and norm.forward is wrapper  # the block's two norms, not the final one
     assert norm.forward is wrapper
+
+
+def test_auto_compiles_only_runs_that_win_the_compilation_back():
+    """At 7B (6.5e9 scored weights) compiling pays off after ~2700 samples of 256 tokens, not for one shard."""
+    assert not ew.worth_compiling(6_500_000_000, 64 * 256)
+    assert not ew.worth_compiling(6_500_000_000, 2000 * 256)
+    assert ew.worth_compiling(6_500_000_000, 4000 * 256)
+    assert not ew.worth_compiling(135_000_000, 100_000 * 256)  # a 135M model: ~48x fewer FLOPs per token

@@ -25,6 +25,19 @@ log = logging.getLogger(__name__)
 
 BACKEND = "inductor"  # tests use "aot_eager": the same tracing and autograd, no code generation
 
+# Measured on an H200 with LLaMA-2-7B shapes (benchmarks/bench_compile.py, NOTES.md): compiling costs
+# each fresh process 5 s (warm inductor cache) to 11 s (empty cache), and makes a pass ~13% faster.
+COMPILE_S = 10.0
+SAVED = 0.13
+EAGER_FLOPS = 350e12  # the eager engine's rate there: 6 FLOPs per scored weight and token
+
+
+def worth_compiling(n_weights: int, n_tokens: int) -> bool:
+    """``elementwise: auto`` on a GPU: compile only a run long enough to win the compilation back (at 7B,
+    ~2700 samples of 256 tokens).  From the workload alone, so the same run always makes the same choice;
+    slower GPUs would win sooner, so this errs towards eager."""
+    return SAVED * 6 * n_weights * n_tokens / EAGER_FLOPS > COMPILE_S
+
 
 def rms_norm(x, weight, eps: float):
     xf = x.to(torch.float32)

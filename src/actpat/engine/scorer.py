@@ -61,7 +61,8 @@ class ScoreOptions:
     # registers), unfused (PyTorch ops); auto: wgmma on Hopper GPUs, else fused
     kernel: str = "auto"
     # the blocks' RMSNorm, rotary embedding and SwiGLU: compiled (torch.compile: fused forward and backward
-    # kernels), eager, or auto (compiled on CUDA); see elementwise.py
+    # kernels), eager, or auto (compiled on CUDA for runs long enough to win the compile time back); see
+    # elementwise.py
     elementwise: str = "auto"
 
 
@@ -328,7 +329,9 @@ class ActivationScorer:
                    self.head.register_forward_pre_hook(self._head_prehook)]
         handles += [w.module.register_forward_hook(self._fwd_hook(k)) for k, w in enumerate(self.weights)]
         ew = self.opts.elementwise
-        compiled = ew == "compiled" or (ew == "auto" and self.embed.weight.is_cuda)
+        tokens = sum(len(b) * max(len(enc[i]) for i in b) for b in batches if b)  # padded, as computed
+        compiled = ew == "compiled" or (ew == "auto" and self.embed.weight.is_cuda and elementwise.worth_compiling(
+            sum(w.weight.numel() for w in self.weights), tokens))
         t0 = time.time()
         try:
             with (elementwise.compiled_blocks(self.model) if compiled else contextlib.nullcontext()) as done, \
