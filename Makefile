@@ -7,7 +7,7 @@ CORES ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.actpat-installed
 
-.PHONY: run test env dry-run report lint clean-results
+.PHONY: run test env dry-run report lint clean-results check-readme
 
 # The pinned closure (envs/requirements.lock), then the package itself without touching the pins.
 # torch is installed first and alone so that pip takes the CPU wheel where one is provided locally.
@@ -27,6 +27,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# After `make run`: does the README's results section equal this run's results/summary.md?
+check-readme: $(STAMP)
+	$(BIN)/python -m actpat readme --readme README.md --summary results/summary.md
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES)

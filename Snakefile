@@ -15,7 +15,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The default config applies only when no --configfile is given: a config file means what it
+# says (Snakemake would otherwise merge it into the default, leaking its domains and models).
+# --config key=value still overrides either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"

@@ -15,6 +15,7 @@ rule density:
         mem_mb=lambda w: analysis_mem_mb(w.model),
         runtime=lambda w: int(10 + 10 * model_spec(w.model).get("size_b", 1.0)),
     params:
+        code=script_code("density.py"),
         thresholds=lambda w: model_spec(w.model)["thresholds"],
         top_k_percent=config["similarity"]["top_k_percent"],
     script:
@@ -37,6 +38,8 @@ rule density_table:
     resources:
         mem_mb=1024,
         runtime=10,
+    params:
+        code=script_code("density_table.py"),
     script:
         "../scripts/density_table.py"
 
@@ -56,6 +59,10 @@ rule embed_domains:
         mem_mb=2048,
         runtime=20,
     params:
+        content=content_state(
+            [f"resources/assets/{config['relevance']['embedding_asset']}"]
+        ),
+        code=script_code("embed_domains.py"),
         domains=DOMAINS,
         texts=config["relevance"]["texts"],
         asset=config["relevance"]["embedding_asset"],
@@ -76,6 +83,8 @@ rule similarity:
     resources:
         mem_mb=2048,
         runtime=10,
+    params:
+        code=script_code("similarity.py"),
     script:
         "../scripts/similarity.py"
 
@@ -98,6 +107,7 @@ rule relevance:
         mem_mb=2048,
         runtime=10,
     params:
+        code=script_code("relevance.py"),
         deep_window=config["similarity"]["deep_window"],
         shallow_window=config["similarity"]["shallow_window"],
         embedding_asset=config["relevance"]["embedding_asset"],
@@ -111,6 +121,14 @@ rule findings:
         similarity="results/analysis/{model}/similarity.parquet",
         relevance="results/analysis/{model}/relevance.parquet",
         relevance_json="results/analysis/{model}/relevance.json",
+        probes=expand("results/scores/{{model}}/{domain}.probe.parquet", domain=DOMAINS),
+        panel="results/similarity/{model}/panel.gram.parquet",
+        grams=expand("results/scores/{{model}}/{domain}.gram.parquet", domain=DOMAINS),
+        comparisons=lambda w: (
+            ["results/tables/pruning_comparisons.parquet"]
+            if config["prune"]["enabled"]
+            else []
+        ),
     output:
         "results/analysis/{model}/findings.json",
     log:
@@ -122,8 +140,10 @@ rule findings:
         mem_mb=1024,
         runtime=10,
     params:
+        code=script_code("findings.py"),
         threshold=lambda w: model_spec(w.model)["thresholds"][0],
         text_domains=TEXT_DOMAINS,
+        uncertainty=config["uncertainty"],
     script:
         "../scripts/findings.py"
 

@@ -14,6 +14,8 @@ rule fetch_asset:
     resources:
         mem_mb=1024,
         runtime=20,
+    params:
+        code=script_code("fetch_asset.py"),
     script:
         "../scripts/fetch_asset.py"
 
@@ -31,6 +33,8 @@ rule convert_model:
         mem_mb=lambda w: mem_mb_for(w.model, "prune"),
         runtime=30,
     params:
+        content=lambda w: content_state([gguf_asset_input(w)]),
+        code=script_code("convert_model.py"),
         gguf_file=lambda w: model_spec(w.model)["gguf_file"],
     script:
         "../scripts/convert_model.py"

@@ -10,6 +10,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from actpat.config import ConfigError, SCHEMA_PATH, check_config, check_config_files
+from actpat.codehash import code_digest
+from actpat import contenthash
 
 try:
     # duplicate keys, which Snakemake's own loader drops silently
@@ -23,6 +25,16 @@ config.update(_checked)
 MODELS = sorted(config["models"])
 DOMAINS = sorted(config["domains"])
 TEXT_DOMAINS = [d for d in DOMAINS if config["domains"][d]["format"] == "text"]
+# domains with a calibration source of their own (see has_calibration_source)
+CALIBRATION_SOURCES = TEXT_DOMAINS + [
+    d for d in DOMAINS if config["domains"][d].get("calibration_split")
+]
+
+
+def script_code(script):
+    """params: code: a digest of the package modules the rule's script runs (actpat.codehash),
+    so a change of the code, not only of the script, reruns the rule."""
+    return code_digest(Path(workflow.basedir) / "scripts" / script)
 
 
 def alternatives(names):
@@ -58,6 +70,26 @@ def model_source(model):
     return spec["id"]
 
 
+def content_state(paths):
+    """params: content: for each input directory this workflow wrote (assets, converted models),
+    "as written" or, after a file inside was changed in place, a digest of what is there now
+    (actpat.contenthash; a stat per file); local files are input files, watched by Snakemake.
+    """
+    return {p: contenthash.state(p) for p in paths if not Path(p).is_file()}
+
+
+def model_content(model):
+    """The model directory's content token: manifest-checked when converted here, names, sizes
+    and mtimes for a user's local directory, nothing for a hub id (its revision is a param).
+    """
+    spec = model_spec(model)
+    if spec["source"] == "gguf_asset":
+        return contenthash.state(model_source(model))
+    if spec["source"] == "local":
+        return contenthash.stat_digest(spec["path"])
+    return None
+
+
 def gguf_asset_input(wildcards):
     return f"resources/assets/{model_spec(wildcards.model)['asset']}"
 
@@ -89,6 +121,7 @@ def model_load_params(wildcards):
     return {
         "load_from": model_source(wildcards.model),
         **{k: spec.get(k) for k in keys},
+        "content": model_content(wildcards.model),
     }
 
 
@@ -233,6 +266,11 @@ def score_options(model):
     }
 
 
+def domain_truncation(domain):
+    """Task prompts keep their end (D is read at their last token); text windows their start."""
+    return "right" if config["domains"][domain]["format"] == "text" else "left"
+
+
 def n_shards(samples, shard_size):
     return -(-samples // shard_size)
 
@@ -309,6 +347,7 @@ def analysis_mem_mb(model):
 # Runs of prune.runs (actpat.prune.runs), their inputs and the config values each uses.
 
 from actpat.prune.runs import runs_by_name
+from actpat.prune.allocation import NEEDS_COUNTS
 from actpat.prune.sequential import needs_calibration
 
 PRUNE_RUNS = runs_by_name(config["prune"]) if config["prune"]["enabled"] else {}
@@ -323,6 +362,18 @@ def activation_domain():
     return (
         config["prune"]["activation_domain"] or config["prune"]["calibration"]["domain"]
     )
+
+
+def has_calibration_source(domain):
+    """Text domains calibrate on whole documents, hub tasks on their calibration_split."""
+    d = config["domains"][domain]
+    return d["format"] == "text" or bool(d.get("calibration_split"))
+
+
+def calibration_table(domain):
+    if has_calibration_source(domain):
+        return f"results/data/{domain}.calibration.parquet"
+    return f"results/data/{domain}.parquet"
 
 
 def reserved_bottom(domain):
@@ -348,7 +399,8 @@ def eval_inputs(wildcards):
 def zeroshot_domains(wildcards):
     """Zero-shot tasks of a job: all for the dense model; for a pruned run only when its
     sparsity is in evaluation.zeroshot.sparsities and its calibration seed in
-    evaluation.zeroshot.seeds (null = every run)."""
+    evaluation.zeroshot.seeds and its allocation in evaluation.zeroshot.allocations
+    (null = every run)."""
     zs = config["evaluation"]["zeroshot"]
     run = PRUNE_RUNS.get(getattr(wildcards, "run", None))
     if run is None:
@@ -357,29 +409,33 @@ def zeroshot_domains(wildcards):
         abs(run.sparsity - s) < 1e-9 for s in zs["sparsities"]
     )
     seed_ok = zs["seeds"] is None or run.seed is None or run.seed in zs["seeds"]
-    return zs["domains"] if s_ok and seed_ok else []
+    alloc_ok = zs["allocations"] is None or run.allocation in zs["allocations"]
+    return zs["domains"] if s_ok and seed_ok and alloc_ok else []
 
 
 def prune_inputs(wildcards):
     run = prune_run(wildcards)
     out = eval_inputs(wildcards)
     if needs_calibration(run.method, run.allocation):
-        out["calibration"] = f"results/data/{run.calibration}.parquet"
-    if run.allocation == "paper":
+        out["calibration"] = calibration_table(run.calibration)
+    if run.allocation in NEEDS_COUNTS:
         out["store"] = f"results/scores/{wildcards.model}/{activation_domain()}.zarr"
     return out
 
 
-def eval_params():
-    """evaluation.* as keyword arguments of actpat.evaluate.suite.evaluate_model."""
+def eval_params(wildcards):
+    """evaluation.* as keyword arguments of actpat.evaluate.suite.evaluate_model; the zero-shot
+    settings only for jobs that evaluate zero-shot (so they rerun no perplexity-only run).
+    """
     ev = config["evaluation"]
+    zs = bool(zeroshot_domains(wildcards))
     return {
         "ppl_hub": ev["perplexity"]["hub"],
         "ppl_seq_len": ev["perplexity"]["seq_len"],
         "ppl_max_windows": ev["perplexity"]["max_windows"],
         "ppl_bos": ev["perplexity"]["bos"],
-        "questions": ev["zeroshot"]["questions"],
-        "mmlu_shots": ev["zeroshot"]["mmlu_shots"],
+        "questions": ev["zeroshot"]["questions"] if zs else None,
+        "mmlu_shots": ev["zeroshot"]["mmlu_shots"] if zs else None,
     }
 
 
@@ -388,9 +444,14 @@ def prune_run_params(wildcards):
     run = prune_run(wildcards)
     pr = config["prune"]
     return {
-        "alpha": pr["alpha"] if run.allocation == "paper" else None,
-        "beta": pr["beta"] if run.allocation == "paper" else None,
-        "owl": pr["owl"] if run.allocation == "owl" else None,
+        "alpha": pr["alpha"] if run.allocation in NEEDS_COUNTS else None,
+        "beta": pr["beta"] if run.allocation in NEEDS_COUNTS else None,
+        # owl_matched sets lambda from the paper rule; only M is read
+        "owl": (
+            pr["owl"]
+            if run.allocation == "owl"
+            else {"M": pr["owl"]["M"]} if run.allocation == "owl_matched" else None
+        ),
     }
 
 
@@ -399,12 +460,12 @@ def calibration_params(wildcards):
     if not needs_calibration(run.method, run.allocation):
         return None
     cal = config["prune"]["calibration"]
-    return {"sequences": cal["sequences"], "seq_len": cal["seq_len"]}
+    return {k: cal[k] for k in ("sequences", "seq_len", "allow_reuse")}
 
 
 def prune_gamma(wildcards):
-    """The model's primary activation threshold, for the paper allocation only."""
-    if prune_run(wildcards).allocation != "paper":
+    """The model's primary activation threshold, for the allocations that read the counts."""
+    if prune_run(wildcards).allocation not in NEEDS_COUNTS:
         return None
     return model_spec(wildcards.model)["thresholds"][0]
 
@@ -439,6 +500,8 @@ def prune_targets():
         "results/tables/pruning.md",
         "results/report/pruning_ppl.svg",
         "results/report/pruning_ppl.png",
+        "results/tables/pruning_comparisons.parquet",
+        "results/report/pruning_allocations.svg",
     ]
 
 

@@ -17,6 +17,8 @@ rule domain_table:
         mem_mb=2048,
         runtime=15,
     params:
+        content=lambda w: content_state(domain_inputs(w)),
+        code=script_code("domain_table.py"),
         spec=lambda w: domain_params(w.domain),
         data=lambda w: domain_data_params(w.domain),
         assets_root="resources/assets",
@@ -40,11 +42,43 @@ rule heldout_text:
         mem_mb=2048,
         runtime=15,
     params:
+        content=lambda w: content_state(domain_inputs(w)),
+        code=script_code("heldout_text.py"),
         spec=lambda w: domain_params(w.domain),
         data={"heldout_fraction": config["data"]["heldout_fraction"]},
         assets_root="resources/assets",
     script:
         "../scripts/heldout_text.py"
+
+
+rule calibration_source:
+    input:
+        domain_inputs,
+    output:
+        "results/data/{domain}.calibration.parquet",
+    log:
+        "logs/calibration_source/{domain}.log",
+    wildcard_constraints:
+        domain=alternatives(CALIBRATION_SOURCES),
+    localrule: True
+    conda:
+        "../envs/actpat.yaml"
+    resources:
+        mem_mb=2048,
+        runtime=15,
+    params:
+        content=lambda w: content_state(domain_inputs(w)),
+        code=script_code("calibration_source.py"),
+        spec=lambda w: domain_params(w.domain),
+        # text: the documents outside the held-out split; a calibration split: all rows, seeded order
+        data=lambda w: (
+            {"heldout_fraction": config["data"]["heldout_fraction"]}
+            if config["domains"][w.domain]["format"] == "text"
+            else {"seed": config["data"]["seed"]}
+        ),
+        assets_root="resources/assets",
+    script:
+        "../scripts/calibration_source.py"
 
 
 rule pairset:
@@ -63,6 +97,8 @@ rule pairset:
         mem_mb=1024,
         runtime=10,
     params:
+        content=lambda w: content_state(pairset_inputs(w)),
+        code=script_code("pairset.py"),
         spec=lambda w: config["sts"]["pairsets"][w.pairset],
         seed=lambda w: pairset_seed(w.pairset),
         assets_root="resources/assets",

@@ -16,6 +16,7 @@ rule provenance:
         mem_mb=1024,
         runtime=10,
     params:
+        code=script_code("provenance.py"),
         config=config,
         models=provenance_models(),
         workflow_dir=workflow.basedir,

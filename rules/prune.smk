@@ -29,15 +29,19 @@ rule prune_evaluate:
         runtime=prune_runtime,
         gpu=lambda w: gpu_for(w.model),
     params:
+        code=script_code("prune_evaluate.py"),
         load=model_load_params,
         run=lambda w: prune_run(w).as_dict(),
         calibration=calibration_params,
         reserved_bottom=lambda w: (
-            reserved_bottom(prune_run(w).calibration) if calibration_params(w) else 0
+            reserved_bottom(prune_run(w).calibration)
+            if calibration_params(w)
+            and not has_calibration_source(prune_run(w).calibration)
+            else 0
         ),
         prune=prune_run_params,
         gamma=prune_gamma,
-        evaluation=eval_params(),
+        evaluation=eval_params,
         zeroshot_domains=zeroshot_domains,
     script:
         "../scripts/prune_evaluate.py"
@@ -58,13 +62,14 @@ rule evaluate_dense:
         runtime=prune_runtime_dense,
         gpu=lambda w: gpu_for(w.model),
     params:
+        code=script_code("prune_evaluate.py"),
         load=model_load_params,
         run=None,
         calibration=None,
         reserved_bottom=0,
         prune=None,
         gamma=None,
-        evaluation=eval_params(),
+        evaluation=eval_params,
         zeroshot_domains=zeroshot_domains,
     script:
         "../scripts/prune_evaluate.py"
@@ -74,9 +79,15 @@ rule pruning_table:
     input:
         evals=lambda w: [f"results/eval/{m}/dense.json" for m in MODELS]
         + [f"results/eval/{m}/{r}.json" for m in MODELS for r in PRUNE_RUNS],
+        sparsity=lambda w: [
+            f"results/prune/{m}/{r}/sparsity.parquet"
+            for m in MODELS
+            for r in PRUNE_RUNS
+        ],
     output:
         table="results/tables/pruning.parquet",
         summary="results/tables/pruning_summary.parquet",
+        comparisons="results/tables/pruning_comparisons.parquet",
         markdown="results/tables/pruning.md",
         svg=report(
             "results/report/pruning_ppl.svg",
@@ -90,6 +101,15 @@ rule pruning_table:
             category="Validations 1-2: pruning",
             labels={"figure": "perplexity vs sparsity", "format": "png"},
         ),
+        allocations=report(
+            "results/report/pruning_allocations.svg",
+            caption="../report/pruning_allocations.rst",
+            category="Validations 1-2: pruning",
+            labels={
+                "figure": "per-layer sparsity of each allocation",
+                "format": "svg",
+            },
+        ),
         section="results/report/sections/pruning.json",
     log:
         "logs/pruning_table/pruning_table.log",
@@ -100,7 +120,9 @@ rule pruning_table:
         mem_mb=1024,
         runtime=10,
     params:
+        code=script_code("pruning_table.py"),
         zeroshot_domains=config["evaluation"]["zeroshot"]["domains"],
+        uncertainty=config["uncertainty"],
     script:
         "../scripts/pruning_table.py"
 

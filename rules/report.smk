@@ -107,6 +107,7 @@ rule analysis_figures:
         mem_mb=2048,
         runtime=10,
     params:
+        code=script_code("analysis_figures.py"),
         text_domains=TEXT_DOMAINS,
         pairs=config["similarity"].get("pairs"),
     script:
@@ -127,10 +128,43 @@ rule report_html:
         mem_mb=2048,
         runtime=10,
     params:
+        code=script_code("report_html.py"),
         title=config["report"]["title"],
         subtitle=lambda w: f"models: {', '.join(MODELS)}; domains: {', '.join(DOMAINS)}",
     script:
         "../scripts/report_html.py"
+
+
+rule summary:
+    input:
+        findings=expand("results/analysis/{model}/findings.json", model=MODELS),
+        pruning=lambda w: (
+            [
+                "results/tables/pruning_summary.parquet",
+                "results/tables/pruning_comparisons.parquet",
+            ]
+            if config["prune"]["enabled"]
+            else []
+        ),
+        sts=expand(
+            "results/sts/{model}/{pairset}.spearman.parquet",
+            model=MODELS,
+            pairset=PAIRSETS,
+        ),
+    output:
+        "results/summary.md",
+    log:
+        "logs/summary/summary.log",
+    localrule: True
+    conda:
+        "../envs/actpat.yaml"
+    resources:
+        mem_mb=1024,
+        runtime=5,
+    params:
+        code=script_code("summary.py"),
+    script:
+        "../scripts/summary.py"
 
 
 add_report_section(
@@ -138,4 +172,4 @@ add_report_section(
 )
 
 
-add_targets(lambda: ["results/report/index.html"])
+add_targets(lambda: ["results/report/index.html", "results/summary.md"])

@@ -10,6 +10,7 @@ rule score_shard:
         store=directory("results/scores/{model}/shards/{domain}/{shard}.zarr"),
         stats="results/scores/{model}/shards/{domain}/{shard}.stats.parquet",
         gram="results/scores/{model}/shards/{domain}/{shard}.gram.parquet",
+        probe="results/scores/{model}/shards/{domain}/{shard}.probe.parquet",
     log:
         "logs/score_shard/{model}/{domain}/{shard}.log",
     conda:
@@ -20,9 +21,15 @@ rule score_shard:
         runtime=lambda w: runtime_for(w.model, config["scoring"]["shard_size"]),
         gpu=lambda w: gpu_for(w.model),
     params:
+        code=script_code("score_shard.py"),
         load=model_load_params,
         source=lambda w: model_source(w.model),
-        options=lambda w: score_options(w.model),
+        options=lambda w: {
+            **score_options(w.model),
+            "probe_per_layer": config["scoring"]["probe_per_layer"],
+            "probe_seed": config["data"]["seed"],
+            "truncation": domain_truncation(w.domain),
+        },
         batch_size=config["scoring"]["batch_size"],
         rows=lambda w: shard_rows(w.domain, int(w.shard)),
     script:
@@ -34,10 +41,12 @@ rule merge_scores:
         stores=lambda w: domain_shard_files(w, "zarr"),
         stats=lambda w: domain_shard_files(w, "stats.parquet"),
         grams=lambda w: domain_shard_files(w, "gram.parquet"),
+        probes=lambda w: domain_shard_files(w, "probe.parquet"),
     output:
         store=directory("results/scores/{model}/{domain}.zarr"),
         stats="results/scores/{model}/{domain}.stats.parquet",
         gram="results/scores/{model}/{domain}.gram.parquet",
+        probe="results/scores/{model}/{domain}.probe.parquet",
     log:
         "logs/merge_scores/{model}/{domain}.log",
     conda:
@@ -46,6 +55,7 @@ rule merge_scores:
         mem_mb=lambda w: mem_mb_for(w.model, "merge"),
         runtime=15,
     params:
+        code=script_code("merge_scores.py"),
         seed=config["data"]["seed"],
     script:
         "../scripts/merge_scores.py"
@@ -70,9 +80,10 @@ rule score_panel:
         ),
         gpu=lambda w: gpu_for(w.model),
     params:
+        code=script_code("score_panel.py"),
         load=model_load_params,
         source=lambda w: model_source(w.model),
-        options=lambda w: score_options(w.model),
+        options=lambda w: {**score_options(w.model), "truncation": "left"},
         domains=DOMAINS,
         rows=lambda w: panel_rows(int(w.shard)),
         per_batch=config["similarity"]["per_batch"],
@@ -95,6 +106,8 @@ rule merge_panel:
     resources:
         mem_mb=2048,
         runtime=10,
+    params:
+        code=script_code("concat_tables.py"),
     script:
         "../scripts/concat_tables.py"
 
@@ -120,10 +133,12 @@ rule score_pairs:
         ),
         gpu=lambda w: gpu_for(w.model),
     params:
+        code=script_code("score_pairs.py"),
         load=model_load_params,
         source=lambda w: model_source(w.model),
+        # pair outputs hold LLMDcos and hidden-state cosines, no counts: thresholds left out
         options=lambda w: {
-            **score_options(w.model),
+            **{k: v for k, v in score_options(w.model).items() if k != "thresholds"},
             "max_tokens": config["sts"]["max_tokens"],
         },
         block_size=config["sts"]["block_size"],

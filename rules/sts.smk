@@ -36,6 +36,7 @@ rule sts_eval:
         mem_mb=3072,
         runtime=20,
     params:
+        code=script_code("sts_eval.py"),
         window=config["sts"]["window"],
         bootstrap=config["sts"]["bootstrap"],
         seed=config["data"]["seed"],

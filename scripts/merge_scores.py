@@ -12,4 +12,6 @@ with rule_logging(snakemake) as log:
         out_stats=snakemake.output.stats,
         out_gram=snakemake.output.gram,
         extra_attrs={"seed": snakemake.params.seed},
+        probes=list(snakemake.input.probes),
+        out_probe=snakemake.output.probe,
     )

@@ -3,6 +3,7 @@
 import torch
 
 from actpat.modelio import load_model, num_layers
+from actpat.prune.allocation import NEEDS_COUNTS
 from actpat.prune.job import activation_counts, prune_and_evaluate
 from actpat.prune.runs import PruneRun
 from actpat.workflow import rule_logging
@@ -15,7 +16,7 @@ with rule_logging(snakemake) as log:
         "dtype", "device", "device_map", "trust_remote_code", "allow_pickle", "revision")})
     run = PruneRun(**p.run) if p.run else None
     counts = None
-    if run is not None and run.allocation == "paper":
+    if run is not None and run.allocation in NEEDS_COUNTS:
         counts = activation_counts(snakemake.input.store, p.gamma, num_layers(model))
     out = snakemake.output
     prune_and_evaluate(

@@ -16,7 +16,7 @@ with rule_logging(snakemake) as log:
         source=p.source,
         load_kw=p.load,
         pairs_table=snakemake.input.pairs,
-        opts=ScoreOptions(**{**p.options, "thresholds": tuple(p.options["thresholds"])}),
+        opts=ScoreOptions(**p.options),
         block_size=p.block_size,
         out_llmdcos=snakemake.output.llmdcos,
         out_hidden=snakemake.output.hidden,

@@ -22,5 +22,6 @@ with rule_logging(snakemake) as log:
         out_store=snakemake.output.store,
         out_stats=snakemake.output.stats,
         out_gram=snakemake.output.gram,
+        out_probe=snakemake.output.probe,
         shard=int(snakemake.wildcards.shard),
     )

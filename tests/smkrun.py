@@ -73,7 +73,7 @@ class Run:
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout: float = 120,
-              on_start=None) -> Run:
+              on_start=None, snakefile: Path = REPO / "Snakefile") -> Run:
     """Run snakemake on the repository's Snakefile in ``workdir``.
 
     The call runs in its own process group.  On timeout the group gets SIGTERM and,
@@ -81,7 +81,7 @@ def snakemake(workdir: Path, *args: str, configfile: Path = TINY_CONFIG, timeout
     can be forever when a cluster never reports them finished.  ``on_start(proc)`` is
     called once after the start (the SLURM test uses it to cancel a job mid-run).
     """
-    cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(configfile),
+    cmd = [str(SNAKEMAKE), "-s", str(snakefile), "-d", str(workdir), "--configfile", str(configfile),
            *args]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from actpat.data.sources import DataError  # noqa: E402
 from actpat.data.tables import (  # noqa: E402
-    SCHEMA, build_domain, build_domain_table, build_heldout_text, is_heldout, read_table, table_metadata,
+    SCHEMA, build_calibration_source, build_domain, build_domain_table, build_heldout_text, is_heldout, read_table, table_metadata,
     validate_table, write_parquet,
 )
 
@@ -101,6 +101,15 @@ def test_windows_never_come_from_heldout_documents(tmp_path):
     # only documents longer than 8 words give windows
     assert all(3 + int(re.match(r"t/doc(\d+)", x)[1]) % 30 > 8 for x in df["id"])
     assert build_heldout_text("t", local("text", path), cfg) == held
+    # calibration draws from every document that is not held out, whole, short ones included
+    cal = build_calibration_source("t", local("text", path), cfg).df
+    assert cal["id"].to_list() == [f"t/{r['id']}" for r in rows if r["id"] not in held_ids]
+    assert cal["text"].to_list() == [r["text"] for r in rows if r["id"] not in held_ids]
+    with pytest.raises(DataError, match="no calibration_split"):
+        build_calibration_source("m", local("mmlu", HUB / "mmlu.jsonl"), cfg)
+    # a task domain's calibration split: every record of that split (the local reader has one split)
+    split = build_calibration_source("m", {**local("mmlu", HUB / "mmlu.jsonl"), "calibration_split": "train"}, cfg)
+    assert split.df.height == build_domain("m", local("mmlu", HUB / "mmlu.jsonl"), {**DATA, "pool": 10**6}).df.height
 
 
 def test_first_round_uses_distinct_documents(tmp_path):

@@ -181,3 +181,40 @@ def test_nonfinite_gradient_is_detected_per_sample():
     ref = _reference(model, tok, sc.weights, [TEXTS[0], TEXTS[2]])
     w = sc.weights[0].name
     assert _rel(res.sums["all"][w], ref[0][w] + ref[1][w]) < 1e-10
+
+
+@pytest.mark.parametrize("factory", [tiny_llama, tiny_gpt2])
+def test_probes_equal_batch1_float64_at_their_weights(factory):
+    """The per-sample activations kept at the probe weights are A(s, w) of the batch-1 reference there."""
+    model = factory(torch.float64)
+    tok = tiny_tokenizer()
+    sc = ActivationScorer(model, tok, ScoreOptions(probe_per_layer=300, probe_seed=4))
+    res = sc.run(TEXTS, IDS, batch_size=3, progress=False)
+    ref = dict(zip(IDS, _reference(model, tok, sc.weights, TEXTS)))
+    sizes = {}
+    for k, w in enumerate(sc.weights):
+        sizes[w.layer] = sizes.get(w.layer, 0) + len(res.probe_index[k])
+        assert len(set(res.probe_index[k].tolist())) == len(res.probe_index[k])  # distinct weights
+    assert all(abs(n - 300) <= len(sc.weights) for n in sizes.values())  # ~300 per block, split by size
+    for sid, vals in zip(res.sample_ids, res.probes):
+        expected = np.concatenate([ref[sid][w.name].reshape(-1).numpy()[res.probe_index[k]]
+                                   for k, w in enumerate(sc.weights)])
+        assert _rel(vals, expected) < 1e-6
+    again = ActivationScorer(model, tok, ScoreOptions(probe_per_layer=300, probe_seed=4)).probe_index
+    assert all(np.array_equal(again[k], res.probe_index[k]) for k in again)  # seeded: same weights every job
+
+
+def test_left_truncation_keeps_the_answer_cue_of_a_long_prompt():
+    """A task prompt longer than max_tokens keeps BOS and its end, so D is read at the real last token."""
+    model, tok = tiny_llama(torch.float64), tiny_tokenizer()
+    prompt = "Question: " + "which of these is the longest option in a very long list " * 20 + "\nA. x\nB. y\nAnswer:"
+    full = tok(prompt)["input_ids"]
+    sc = ActivationScorer(model, tok, ScoreOptions(max_tokens=32, truncation="left"))
+    ids, cut = sc.encode(prompt, "q")
+    assert len(full) > 32 and cut == len(full) - 32 and len(ids) == 32
+    assert ids[0] == tok.bos_token_id and ids[1:] == full[-31:]
+    assert tok.decode(ids[1:]).endswith("Answer:")
+    right, _ = ActivationScorer(model, tok, ScoreOptions(max_tokens=32)).encode(prompt, "q")
+    assert right == full[:32] and not tok.decode(right).endswith("Answer:")
+    res = sc.run([prompt, "short"], ["q", "s"], progress=False)
+    assert res.truncated == ["q"] and res.tokens_cut == {"q": cut}

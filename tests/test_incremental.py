@@ -11,6 +11,7 @@ downstream jobs follow through their updated inputs.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 
 import pytest
@@ -44,21 +45,38 @@ def merges(*ds):
 PANEL_JOBS = {key("score_panel", model="tiny", shard=s) for s in (0, 1)} | {key("merge_panel", model="tiny")}
 
 
+SNAKEFILE = {}  # the workflow copy the module's runs use (fixture code)
+
+
 @pytest.fixture(scope="module")
-def done(tmp_path_factory):
+def code(tmp_path_factory):
+    """A copy of the workflow and the package, so that a test can edit the package code."""
+    copy_ = tmp_path_factory.mktemp("code") / "repo"
+    copy_.mkdir()
+    for part in ("Snakefile", "rules", "scripts", "src", "report", "envs", "config"):
+        src = REPO / part
+        (shutil.copytree(src, copy_ / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+         if src.is_dir() else shutil.copy2(src, copy_ / part))
+    return copy_
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory, code):
     """A working directory where the tiny workflow (tables, shards, merges, panel) has run."""
     base = tmp_path_factory.mktemp("incremental")
     wd = tiny_workdir(base / "wd", save_tiny_model(base / "model"))
     run = snakemake(wd, *PROFILE, "--cores", "2", "--set-threads", "score_shard=1", "score_panel=1", "--",
-                    *targets(), timeout=300)
+                    *targets(), timeout=300, snakefile=code / "Snakefile")
     assert run.returncode == 0, run.tail()
+    SNAKEFILE["path"] = code / "Snakefile"
     return wd
 
 
 def dry(wd, cfg: dict, targets_=None, *extra, sort_keys=True):
     path = wd.parent / "edited.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=sort_keys))
-    run = snakemake(wd, *PROFILE, "-n", *extra, "--", *(targets_ or targets()), configfile=path, timeout=120)
+    run = snakemake(wd, *PROFILE, "-n", *extra, "--", *(targets_ or targets()), configfile=path, timeout=120,
+                    snakefile=SNAKEFILE["path"])
     assert run.returncode == 0, run.tail()
     return run, parse_jobs(run.output)
 
@@ -76,6 +94,32 @@ def edited(**changes):
 
 
 def test_unchanged_config_has_nothing_to_do(done):
+    _, jobs = dry(done, BASE)
+    assert job_keys(jobs) == set()
+
+
+def test_code_changes_rerun_exactly_the_rules_that_run_that_code(done):
+    """params: code (actpat.codehash): editing package code reruns the rules whose scripts reach it."""
+    pkg = SNAKEFILE["path"].parent / "src" / "actpat"
+    store = pkg / "engine" / "store.py"
+    unrelated = pkg / "analysis" / "sts.py"  # reached by no rule of these targets
+    saved = {p: p.read_text() for p in (store, unrelated)}
+    try:
+        # comments and docstrings are not code
+        store.write_text(saved[store].replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
+        unrelated.write_text(saved[unrelated] + "\n\ndef added():\n    return 1\n")
+        _, jobs = dry(done, BASE)
+        assert job_keys(jobs) == set()
+        # code: the store module is run by the scoring shards, the merges and the panel
+        store.write_text(saved[store] + "\n\ndef added():\n    return 1\n")
+        _, jobs = dry(done, BASE)
+        assert job_keys(jobs) == shards(*DOMAINS) | merges(*DOMAINS) | PANEL_JOBS
+        for j in jobs:  # the merges follow their shards (Snakemake names that reason first)
+            if j.rule in ("score_shard", "score_panel"):
+                assert "Params have changed since last execution" in j.reason, (j.rule, j.reason)
+    finally:
+        for p, text in saved.items():
+            p.write_text(text)
     _, jobs = dry(done, BASE)
     assert job_keys(jobs) == set()
 
@@ -180,3 +224,18 @@ def test_a_lost_shard_reruns_alone(done, tmp_path):
         shutil.rmtree(p) if p.is_dir() else p.unlink()
     _, jobs = dry(copy_, BASE)
     assert job_keys(jobs) == {key("score_shard", model="tiny", domain="piqa", shard=1)} | merges("piqa")
+
+
+def test_a_model_file_changed_in_place_reruns_every_model_job(done):
+    """params: load.content: a local model directory's names, sizes and mtimes (actpat.contenthash)."""
+    w = done / "tiny-llama" / "config.json"
+    st = w.stat()
+    text = w.read_text()
+    try:
+        w.write_text(text)  # same bytes, rewritten: a replaced file
+        _, jobs = dry(done, BASE)
+        assert job_keys(jobs) == shards(*DOMAINS) | merges(*DOMAINS) | PANEL_JOBS
+    finally:
+        os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _, jobs = dry(done, BASE)
+    assert job_keys(jobs) == set()

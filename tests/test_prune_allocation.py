@@ -9,13 +9,17 @@ from scipy.optimize import brentq
 from scipy.special import logit
 
 from actpat.prune.allocation import (
+    depth_ramp_allocation,
     fit_to_target,
     outlier_ratio,
     owl_allocation,
     paper_allocation,
+    permuted_counts,
     pruned_per_row,
+    spread,
     uniform_allocation,
 )
+from actpat.prune.sequential import prune_model
 
 # paper.md Appendix A: prune_ori.py::prune_wanda_pro hard-coded lists (layer 1 first, 4 decimals).
 LLAMA2_7B = [float(x) for x in """
@@ -129,3 +133,50 @@ def test_uniform_and_row_counts():
     assert pruned_per_row(10, 0.0) == 0
     with pytest.raises(ValueError):
         uniform_allocation(3, 1.0)
+
+
+# ------------------------------------------------------------------ controls of Validation 1
+
+
+def test_depth_ramp_has_the_paper_rules_spread_and_mean():
+    counts = np.array([5, 40, 38, 36, 30, 22, 15, 10], dtype=float)
+    paper = paper_allocation(counts, 0.6)
+    width = spread(paper)
+    ramp = depth_ramp_allocation(len(counts), 0.6, width)
+    # hand form: S + width * (i/(L-1) - 1/2)
+    expected = [0.6 + width * (i / 7 - 0.5) for i in range(8)]
+    assert np.allclose(ramp, expected, atol=1e-15)
+    assert ramp.mean() == pytest.approx(0.6, abs=1e-15)
+    assert ramp.max() - ramp.min() == pytest.approx(paper.max() - paper.min(), abs=1e-15)
+    assert np.all(np.diff(ramp) > 0)  # rises with depth
+
+
+def test_permuted_counts_are_a_seeded_shuffle():
+    counts = np.arange(10, dtype=float) * 3 + 1
+    a, b, c = permuted_counts(counts, 0), permuted_counts(counts, 0), permuted_counts(counts, 1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert sorted(a) == sorted(counts) and not np.array_equal(a, counts)
+    # same values, so the paper rule gives the same multiset of z-scores but a new order
+    pa = paper_allocation(a, 0.5)
+    assert pa.mean() == pytest.approx(0.5, abs=1e-12)
+
+
+@pytest.mark.parametrize("allocation", ["owl_matched", "depth_ramp", "permuted"])
+def test_prune_model_controls_share_the_paper_rules_range(allocation):
+    from tiny import tiny_llama
+
+    model = tiny_llama(layers=6)  # random weights, 6 blocks
+    counts = [3, 50, 44, 40, 20, 10]
+    ids = torch.randint(0, model.config.vocab_size, (2, 16))
+    res = prune_model(model, method="wanda", target=0.5, allocation=allocation, calibration_ids=ids,
+                      counts=counts, permutation_seed=3, progress=False)
+    targets = np.array([r["target"] for r in res.layers])
+    paper = paper_allocation(counts, 0.5)
+    assert targets.mean() == pytest.approx(0.5, abs=1e-12)
+    if allocation == "permuted":
+        assert np.allclose(targets, paper_allocation(permuted_counts(counts, 3), 0.5))
+        assert res.extra["n_active"] == [int(c) for c in permuted_counts(counts, 3)]
+    else:  # OWL's range is exactly 2 lambda; the ramp's is the width it was given
+        assert spread(targets) == pytest.approx(spread(paper), abs=1e-12)
+    if allocation == "owl_matched":
+        assert res.extra["owl_lambda"] == pytest.approx(spread(paper) / 2)

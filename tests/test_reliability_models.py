@@ -253,3 +253,39 @@ def test_fingerprint_tells_same_shaped_checkpoints_apart(tmp_path):
     assert a["sha256"] != b["sha256"]
     c = model_fingerprint(str(save_tiny_model(tmp_path / "c", seed=0)))
     assert a["sha256"] == c["sha256"] and np.all([len(v) == 64 for v in a["sha256"].values()])
+
+
+# ------------------------------------------------------------------ weights changed in place
+
+def _overwrite_middle(path: Path, data: bytes) -> None:
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size // 2)
+        f.write(data)
+
+
+def test_weights_changed_in_place_are_refused_naming_the_file(tmp_path):
+    from actpat import contenthash
+
+    d = save_tiny_model(tmp_path / "m")
+    contenthash.write_manifest(d)  # what convert_model records
+    load_model(str(d))
+    assert contenthash.state(d) == contenthash.UNCHANGED
+    # 64 KiB of finite garbage in the middle (plausible float32 values): loads fine without the manifest
+    rng = np.random.default_rng(0)
+    _overwrite_middle(d / "model.safetensors", rng.normal(0, 0.02, 16384).astype(np.float32).tobytes())
+    assert contenthash.state(d).startswith("changed:")  # the readers' params change: they rerun
+    with pytest.raises(ModelError, match=r"model.safetensors was changed \(its SHA-256 differs.*Delete .* convert"):
+        load_model(str(d))
+
+
+def test_unreadable_or_non_finite_weights_name_the_file_not_the_architecture(tmp_path):
+    d = save_tiny_model(tmp_path / "m")  # a user's directory: no manifest
+    w = d / "model.safetensors"
+    good = w.read_bytes()
+    _overwrite_middle(w, b"\xff" * (64 << 10))  # 0xFF floats are NaN
+    with pytest.raises(ModelError, match=r"hold NaN or infinite values .*model\.safetensors"):
+        load_model(str(d))
+    w.write_bytes(b"\xff" * 8 + good[8:])  # the header length is garbage
+    with pytest.raises(ModelError, match=r"cannot (read|load) the weight file|cannot load weights"):
+        load_model(str(d))

@@ -38,6 +38,7 @@ RULES = {
     "domain_table": "actpat.data.tables.write_parquet",
     "heldout_text": "actpat.data.tables.write_text",
     "pairset": "actpat.data.tables.write_parquet",
+    "calibration_source": "actpat.data.tables.write_parquet",
     "score_shard": "actpat.engine.store.write_store + actpat.engine.tables.write_parquet",
     "merge_scores": "actpat.engine.store.write_store + actpat.engine.tables.write_parquet",
     "score_panel": "actpat.engine.tables.write_parquet",
@@ -56,6 +57,7 @@ RULES = {
     "pruning_table": "actpat.atomic (parquet, text, atomic_path for charts)",
     "sts_eval": "actpat.analysis.sts via actpat.atomic",
     "provenance": "actpat.atomic.write_json",
+    "summary": "actpat.atomic.write_text",
 }
 
 

@@ -166,7 +166,7 @@ def test_zip_members_cannot_escape(tmp_path, monkeypatch):
                     "/abs/escaped3.txt": b"x", "pkg//etc/escaped4.txt": b"x"})
     _serve(monkeypatch, "toy", Asset("pypi", "pkg", "1.0", r"\.whl$", ("pkg/*", "/abs/*"), strip="pkg/"), archive)
     out = assets.fetch("toy", tmp_path / "assets" / "toy", tmp_path / "downloads")
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["MANIFEST.json", "ok.txt"]
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["CONTENT.json", "MANIFEST.json", "ok.txt"]
     assert not _outside(tmp_path) and not Path("/abs/escaped3.txt").exists() and not Path("/etc/escaped4.txt").exists()
 
 
@@ -183,7 +183,7 @@ def test_tar_members_and_symlinks_cannot_escape(tmp_path, monkeypatch):
            filename="pkg-1.0.tgz")
     out = assets.fetch("toy", tmp_path / "assets" / "toy", tmp_path / "downloads")
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() or p.is_symlink())
-    assert files == ["MANIFEST.json", "link/through_link.txt", "ok.txt"]
+    assert files == ["CONTENT.json", "MANIFEST.json", "link/through_link.txt", "ok.txt"]
     assert not (out / "link").is_symlink() and not list(target.iterdir())  # nothing written through the link
     assert not (out / "hard").exists() and not _outside(tmp_path) and not Path("/escaped_abs.txt").exists()
 
@@ -197,5 +197,34 @@ def test_inner_zip_members_cannot_escape(tmp_path, monkeypatch):
     Path("/tmp/actpat_escaped_inner.txt").unlink(missing_ok=True)
     out = assets.fetch("toy", tmp_path / "assets" / "toy", tmp_path / "downloads")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "MANIFEST.json", "model/model/config.json"]
+        "CONTENT.json", "MANIFEST.json", "model/model/config.json"]
     assert not _outside(tmp_path) and not Path("/tmp/actpat_escaped_inner.txt").exists()
+
+
+def test_archives_and_extracted_files_are_checked_against_the_pins(tmp_path, monkeypatch):
+    from actpat.contenthash import tree_sha256
+    from actpat.data.sources import DataError, checked_asset_dir
+
+    good = _zip({"pkg/data.txt": b"the real data"})
+    _serve(monkeypatch, "toy", Asset("pypi", "pkg", "1.0", r"\.whl$", ("pkg/*",), strip="pkg/"), good)
+    monkeypatch.setitem(assets.PINS, "toy", ("0" * 64, None))  # the registry now serves another file
+    with pytest.raises(AssetError, match=r"is not the one pinned for pkg==1.0"):
+        assets.fetch("toy", tmp_path / "assets" / "toy", tmp_path / "downloads")
+    monkeypatch.setitem(assets.PINS, "toy", (hashlib.sha256(good).hexdigest(), "1" * 64))
+    with pytest.raises(AssetError, match=r"extracted files hash to [0-9a-f]{64}, not to the pinned"):
+        assets.fetch("toy", tmp_path / "assets" / "toy", tmp_path / "downloads")
+    assert not (tmp_path / "assets" / "toy").exists()
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "data.txt").write_bytes(b"the real data")
+    monkeypatch.setitem(assets.PINS, "toy", (hashlib.sha256(good).hexdigest(), tree_sha256(ref)))
+    out = assets.fetch("toy", tmp_path / "assets" / "toy", tmp_path / "downloads")
+    assert checked_asset_dir(out) == out
+    (out / "data.txt").write_bytes(b"")  # emptied in place: refused by every reader, naming the file
+    with pytest.raises(DataError, match=r"toy: the asset folder differs from its CONTENT.json: data.txt was changed"):
+        checked_asset_dir(out)
+
+
+def test_every_asset_is_pinned():
+    assert set(assets.PINS) == set(assets.ASSETS)
+    assert all(len(a) == 64 and len(b) == 64 for a, b in assets.PINS.values())

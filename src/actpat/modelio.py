@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .provenance import file_sha256
+from .contenthash import ContentError, file_sha256, read_manifest, verify, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> Path:
         tok.save_pretrained(tmp)
         (tmp / "SOURCE.json").write_text(json.dumps(
             {"gguf": gguf_path.name, "sha256": file_sha256(gguf_path)}, indent=2))
+        write_manifest(tmp)  # full SHA-256 of every file: loads refuse a file changed in place
     return out_dir
 
 
@@ -130,6 +131,11 @@ def load_model(
     local = path.exists() or source.startswith((".", "/")) or source.startswith("resources")
     if local:
         _check_local_dir(path, allow_pickle)
+        if read_manifest(path) is not None:  # written by this workflow (convert_model): check it
+            try:
+                verify(path, what="model directory", fix=f"Delete {path} and rerun to convert the model again.")
+            except ContentError as e:
+                raise ModelError(str(e)) from None
     device = resolve_device(device) if device_map is None else device  # before reading any weights
     kw = dict(trust_remote_code=trust_remote_code, revision=revision)
     try:
@@ -161,6 +167,11 @@ def load_model(
         raise
     except OSError as e:
         raise ModelError(f"cannot load weights of {source!r}: {e}") from e
+    except Exception as e:  # e.g. safetensors_rust.SafetensorsError for a damaged header
+        if "safetensors" in type(e).__module__.lower() or "header" in str(e).lower():
+            files = ", ".join(sorted(p.name for p in path.glob("*.safetensors"))) if local else source
+            raise ModelError(f"cannot read the weight file(s) of {source} ({files}): {e}") from e
+        raise
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         # transformers fills them with random numbers and only warns: scores would be meaningless
@@ -168,6 +179,11 @@ def load_model(
             f"{source}: {len(missing)} weight(s) of {type(model).__name__} are not in the checkpoint and would be "
             f"randomly initialised (first: {', '.join(missing[:3])}); the checkpoint does not match its "
             "config.json or is not a causal LM checkpoint")
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:  # a damaged weight file, not an architecture problem (check_causal would say so)
+        files = ", ".join(sorted(p.name for p in path.glob("*.safetensors"))) if local else source
+        raise ModelError(f"{source}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}); "
+                         f"the weight file(s) ({files}) are damaged or not what the config describes")
     if device_map is None:
         model.to(device)
     model.eval()
@@ -222,8 +238,10 @@ def model_fingerprint(source: str) -> dict:
     path = Path(source)
     if path.is_dir():
         files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        recorded = (read_manifest(path) or {}).get("files", {})  # full hashes written at conversion
         out = {"path": str(path), "files": {f.name: f.stat().st_size for f in files},
-               "sha256": {f.name: _file_digest(f) for f in files}}
+               "sha256": {f.name: recorded[f.name]["sha256"] if f.name in recorded else _file_digest(f)
+                          for f in files}}
         src = path / "SOURCE.json"
         if src.is_file():
             out["source"] = json.loads(src.read_text())

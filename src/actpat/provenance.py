@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .contenthash import file_sha256
 
 # The packages whose versions change numbers or files.
 PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "accelerate", "gguf", "numpy", "scipy", "polars",
@@ -49,14 +50,6 @@ def git_state(directory: str | Path) -> dict:
     except (OSError, subprocess.TimeoutExpired):
         commit = dirty = None
     return {"commit": commit, "dirty": None if dirty is None else bool(dirty)}
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def config_sha256(config: dict) -> str:

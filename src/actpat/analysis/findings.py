@@ -41,9 +41,12 @@ import polars as pl
 
 from ..config import paper_deep_window, paper_shallow_window
 from . import paper_values as pv
+from .intervals import cell_replicates, density_replicates, pair_windows, probe_matrix, spearman_rows, window_mean
 from .relevance import relevance_correlations
+from .uncertainty import FAILS as _FAILS, HOLDS as _HOLDS, INCONCLUSIVE, UNMEASURED as _UNMEASURED
+from .uncertainty import VERDICT_RULE, percentile_interval, shifted, three_way
 
-HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured"
+HOLDS, FAILS, UNMEASURED = _HOLDS, _FAILS, _UNMEASURED
 
 
 def verdict(ok: bool | None) -> str:
@@ -363,12 +366,28 @@ def _jsonable(x):
 
 def findings_table(findings: dict) -> dict:
     """The report table: one row per finding (columns, rows)."""
-    columns = ["finding", "claim", "measure", "ours", "paper", "verdict (ours)", "verdict (paper's numbers)"]
+    columns = ["finding", "claim", "ours", "tested quantity", "value", "interval", "n", "verdict (ours)", "paper",
+               "verdict (paper's numbers)"]
     rows = []
     for f in findings["findings"]:
-        rows.append([f["id"], f["claim"], f["measure"], f["detail"], _paper_text(f), f["verdict"],
-                     f.get("paper_verdict") or "n/a"])
+        iv = f.get("interval") or {}
+        ci = (f"[{_fmt(iv['lo'])}, {_fmt(iv['hi'])}] ({100 * iv['level']:.0f}%, {iv['resamples']} resamples)"
+              if iv.get("lo") is not None else "n/a")
+        rows.append([f["id"], f["claim"], f["detail"], iv.get("quantity", "n/a"), _fmt(iv.get("value")), ci,
+                     n_text(iv.get("n")), f["verdict"], _paper_text(f), f.get("paper_verdict") or "n/a"])
     return {"columns": columns, "rows": rows}
+
+
+def n_text(n) -> str:
+    if not n:
+        return "n/a"
+    parts = []
+    for k, v in n.items():
+        if isinstance(v, dict):
+            vals = sorted(set(v.values()))
+            v = vals[0] if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
+        parts.append(f"{k.replace('_', ' ')} {v}")
+    return ", ".join(parts)
 
 
 def _paper_text(f: dict) -> str:
@@ -377,3 +396,179 @@ def _paper_text(f: dict) -> str:
         return f.get("paper_source") or "n/a"
     nums = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in p.items() if not isinstance(v, dict))
     return f"{nums} ({f['paper_source']})"
+
+
+# ----------------------------------------------------------------------------- intervals and verdicts
+
+
+def _interval_entry(quantity: str, point: float | None, boot: np.ndarray | None, n: dict, level: float,
+                    n_boot: int) -> dict:
+    iv = None if point is None or boot is None else percentile_interval(boot, level)
+    return {"quantity": quantity, "value": point, "lo": iv[0] if iv else None, "hi": iv[1] if iv else None,
+            "level": level, "resamples": n_boot, "n": n, "verdict": three_way(iv)}
+
+
+def _f1_contrast(per_layer: np.ndarray, L: int) -> np.ndarray:
+    """min(mid - deep half, mid - layer 1) of per-layer values [..., L]: > 0 is F1's shape."""
+    w = f1_windows(L)
+    mid, deep, first = (window_mean(per_layer, w[k]) for k in ("mid", "deep_half", "first"))
+    return np.minimum(mid - deep, mid - first)
+
+
+def add_intervals(result: dict, *, density: pl.DataFrame, probes: Mapping[str, pl.DataFrame], pairs: pl.DataFrame,
+                  relevance: pl.DataFrame, text_domains: Sequence[str] = (), comparisons: pl.DataFrame | None = None,
+                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Give every finding of ``result`` (from ``evaluate``) a bootstrap interval and a three-way verdict.
+
+    The point verdict (strict inequalities on the means) stays as ``point_verdict``; ``verdict`` becomes
+    holds / does not hold / inconclusive from the interval (``actpat.analysis.uncertainty``).
+    """
+    rng = np.random.default_rng(seed)
+    L = result["n_layers"]
+    gamma = result["threshold"]
+    by_id = {f["id"]: f for f in result["findings"]}
+    tk = density.filter(pl.col("measure") == "top_k_share")["param"]
+    top_k = float(tk[0]) if tk.len() else None
+
+    # Finding 1: per domain, replicates of the per-layer profiles from the probes, shifted to the exact values
+    reps: dict[str, dict[str, np.ndarray]] = {"above": {}, "top_k_share": {}}
+    exact: dict[str, dict[str, np.ndarray]] = {"above": {}, "top_k_share": {}}
+    n_samples = {}
+    profiles = {"above": _profiles(density, "above_threshold", gamma)}
+    if top_k is not None:
+        profiles["top_k_share"] = _profiles(density, "top_k_share", top_k)
+    for d in sorted(probes):
+        P, layer, weight = probe_matrix(probes[d])
+        n_samples[d] = P.shape[0]
+        got = density_replicates(P, layer, weight, gamma, top_k, n_boot, rng)
+        for m, (on_probe, boot) in got.items():
+            if d in profiles.get(m, {}):
+                exact[m][d] = profiles[m][d]
+                reps[m][d] = shifted(exact[m][d], boot, on_probe)
+    for fid, m in (("F1", "above"), ("F1 (top-k)", "top_k_share")):
+        if fid not in by_id:
+            continue
+        doms = sorted(reps[m])
+        if doms:
+            point = float(min(_f1_contrast(exact[m][d], L) for d in doms))
+            boot = np.min(np.stack([_f1_contrast(reps[m][d], L) for d in doms]), axis=0)
+            per_domain = {d: _interval_entry("min(mid - deep half, mid - layer 1)", float(_f1_contrast(exact[m][d], L)),
+                                             _f1_contrast(reps[m][d], L), {"samples": n_samples[d]}, level, n_boot)
+                          for d in doms}
+        else:
+            point, boot, per_domain = None, None, {}
+        by_id[fid]["interval"] = _interval_entry(
+            "min over domains of min(mid - deep half, mid - layer 1)", point, boot,
+            {"samples_per_domain": n_samples, "domains": len(doms)}, level, n_boot)
+        by_id[fid]["interval"]["per_domain"] = {d: {k: e[k] for k in ("value", "lo", "hi", "verdict")}
+                                                for d, e in per_domain.items()}
+    if "F1b" in by_id:
+        text = [d for d in reps["top_k_share"] if d in set(text_domains)]
+        task = [d for d in reps["top_k_share"] if d not in set(text_domains)]
+        if text and task:
+            deep = lambda v: v[..., L // 2:].sum(-1)  # noqa: E731
+            point = float(np.mean([deep(exact["top_k_share"][d]) for d in text])
+                          - np.mean([deep(exact["top_k_share"][d]) for d in task]))
+            boot = (np.mean([deep(reps["top_k_share"][d]) for d in text], 0)
+                    - np.mean([deep(reps["top_k_share"][d]) for d in task], 0))
+        else:
+            point = boot = None
+        by_id["F1b"]["interval"] = _interval_entry("deep-half top-k share: mean of text domains - mean of task domains",
+                                                   point, boot, {"samples_per_domain": n_samples}, level, n_boot)
+
+    # Findings 2-3: sample pairs resampled within each cell
+    win = {"shallow": tuple(result["windows"]["shallow"]), "deep": tuple(result["windows"]["deep"])}
+    per_pair = pair_windows(pairs, win)
+    cells = cell_replicates(per_pair, ["shallow", "deep", "layer2"], n_boot, rng)
+    cross = {k: v for k, v in cells.items() if k[0] != k[1]}
+    within = {k: v for k, v in cells.items() if k[0] == k[1]}
+    npairs = {f"{a}–{b}": int(per_pair.filter((pl.col("domain_a") == a) & (pl.col("domain_b") == b)).height)
+              for a, b in cells}
+    n_cells = {"cells": len(cells), "pairs_min": min(npairs.values(), default=0),
+               "pairs_total": sum(npairs.values())}
+
+    def stat(cs, f):
+        if not cs:
+            return None, None
+        return float(f(np.array([[c[k][0] for k in ("shallow", "deep", "layer2")] for c in cs.values()]))), \
+            f(np.stack([np.stack([c[k][1] for k in ("shallow", "deep", "layer2")], -1) for c in cs.values()], 0))
+
+    mean_drop = lambda a: (a[..., 0] - a[..., 1]).mean(0)  # noqa: E731
+    if "F2" in by_id:
+        by_id["F2"]["interval"] = _interval_entry("mean over cross-domain cells of (shallow - deep)",
+                                                  *stat(cross, mean_drop), n_cells, level, n_boot)
+    if "F2b" in by_id:
+        by_id["F2b"]["interval"] = _interval_entry("min over cross-domain cells of (layer 2 - deep)",
+                                                   *stat(cross, lambda a: (a[..., 2] - a[..., 1]).min(0)), n_cells,
+                                                   level, n_boot)
+    if "F2c" in by_id:
+        (pc, bc), (pw, bw) = stat(cross, mean_drop), stat(within, mean_drop)
+        ok = pc is not None and pw is not None
+        by_id["F2c"]["interval"] = _interval_entry("drop (shallow - deep): cross-domain mean - within-domain mean",
+                                                   pc - pw if ok else None, bc - bw if ok else None, n_cells, level,
+                                                   n_boot)
+    if "F3" in by_id or "F3b" in by_id:
+        emb = {(r["domain_a"], r["domain_b"]): r["embedding_cos"]
+               for r in relevance.filter(pl.col("window") == "deep").iter_rows(named=True)}
+        off = [k for k in cross if emb.get(k) is not None]
+        if "F3" in by_id:
+            if len(off) >= 3:
+                y = np.array([emb[k] for k in off])
+                rho = {w: spearman_rows(np.array([[cross[k][w][0] for k in off]]), y)[0] for w in ("deep", "shallow")}
+                brho = {w: spearman_rows(np.stack([cross[k][w][1] for k in off], 1), y) for w in ("deep", "shallow")}
+                e_deep = _interval_entry("Spearman rho, deep window", float(rho["deep"]), brho["deep"],
+                                         {"cells": len(off)}, level, n_boot)
+                e_diff = _interval_entry("Spearman rho: deep window - shallow window",
+                                         float(rho["deep"] - rho["shallow"]), brho["deep"] - brho["shallow"],
+                                         {**n_cells, "off_diagonal_cells": len(off)}, level, n_boot)
+                v = (HOLDS if e_deep["verdict"] == HOLDS and e_diff["verdict"] == HOLDS else
+                     FAILS if FAILS in (e_deep["verdict"], e_diff["verdict"]) else
+                     UNMEASURED if UNMEASURED in (e_deep["verdict"], e_diff["verdict"]) else INCONCLUSIVE)
+                by_id["F3"]["interval"] = {**e_diff, "verdict": v, "rho_deep": e_deep}
+            else:
+                by_id["F3"]["interval"] = _interval_entry("Spearman rho: deep - shallow", None, None, n_cells, level,
+                                                          n_boot)
+        if "F3b" in by_id:
+            diag = [k for k in within]
+            if diag and cross:
+                point = (np.mean([within[k]["deep"][0] for k in diag]) - np.mean([cross[k]["deep"][0] for k in cross]))
+                boot = (np.mean([within[k]["deep"][1] for k in diag], 0)
+                        - np.mean([cross[k]["deep"][1] for k in cross], 0))
+            else:
+                point = boot = None
+            by_id["F3b"]["interval"] = _interval_entry("deep window: mean diagonal cell - mean off-diagonal cell",
+                                                       None if point is None else float(point), boot, n_cells, level,
+                                                       n_boot)
+
+    for f in result["findings"]:
+        f["point_verdict"] = f["verdict"]
+        if "interval" in f:
+            f["verdict"] = f["interval"]["verdict"]
+    if comparisons is not None:
+        result["findings"].append(depth_control(comparisons))
+    result["verdict_rule"] = VERDICT_RULE.format(level=100 * level)
+    return _jsonable(result)
+
+
+def depth_control(comparisons: pl.DataFrame) -> dict:
+    """Validation 1's control: does the paper rule beat the linear depth ramp with its own spread?"""
+    rows = comparisons.filter(pl.col("allocation") == "depth_ramp").sort("method", "calibration", "sparsity")
+    per = [{k: r[k] for k in ("method", "calibration", "sparsity", "log_ppl_diff", "lo", "hi", "ppl_ratio",
+                               "seeds", "windows", "verdict")} for r in rows.iter_rows(named=True)]
+    vs = {p["verdict"] for p in per}
+    v = UNMEASURED if not per else HOLDS if vs == {HOLDS} else FAILS if vs == {FAILS} else INCONCLUSIVE
+    detail = "; ".join(f"{p['method']} {p['sparsity']:.0%} ({p['calibration']}): PPL ratio ramp/paper "
+                       f"{p['ppl_ratio']:.3f}, Δ log PPL {p['log_ppl_diff']:+.3f} [{p['lo']:+.3f}, {p['hi']:+.3f}], "
+                       f"{p['verdict']}" for p in per) or "no depth_ramp runs next to paper runs"
+    return {
+        "id": "V1-depth",
+        "claim": "The activation counts add something over depth alone: the paper rule prunes better than a "
+                 "linear depth ramp with the same spread.",
+        "measure": "log PPL(depth_ramp) - log PPL(paper), mean over shared calibration seeds, paired bootstrap over "
+                   "evaluation windows; holds only if it holds at every sparsity",
+        "ours": {"per_sparsity": per}, "paper": None, "paper_source": "not in the paper (a control)",
+        "paper_verdict": None, "holds": None if v in (UNMEASURED, INCONCLUSIVE) else v == HOLDS,
+        "verdict": v, "point_verdict": None, "reason": None if per else detail, "detail": detail,
+        "interval": {"quantity": "per sparsity, see ours.per_sparsity", "verdict": v,
+                     "n": {"runs": len(per)}},
+    }

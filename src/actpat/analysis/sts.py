@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from actpat.analysis.uncertainty import three_way
 from actpat.config import paper_sts_window, resolve_window
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ RESULT_COLUMNS = {
     "n": pl.Int64, "n_excluded": pl.Int64,
     "spearman": pl.Float64, "spearman_p": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
     "n_boot": pl.Int64, "pearson": pl.Float64, "pearson_p": pl.Float64, "note": pl.String,
+    "verdict": pl.String,  # on "rho > 0" from the interval: holds / does not hold / inconclusive
 }
 
 
@@ -287,7 +289,8 @@ def evaluate(pairs: pl.DataFrame, llm: pl.DataFrame, hidden: pl.DataFrame | None
         c = correlate(x, y)
         ci_lo, ci_hi, nb = bootstrap_spearman(x, y, n_boot, seed)
         rows.append({"model": model, "pairset": pairset, "kind": kind, "measure": measure, "label": label,
-                     "first": first, "last": last, **c, "ci_low": ci_lo, "ci_high": ci_hi, "n_boot": nb})
+                     "first": first, "last": last, **c, "ci_low": ci_lo, "ci_high": ci_hi, "n_boot": nb,
+                     "verdict": three_way((ci_lo, ci_hi))})
 
     add("window", "llmdcos_sum", f"LLMDcos summed over layers {lo}..{hi}", lo, hi, window_sum(mat, (lo, hi)))
     if hid_all is not None:
@@ -327,12 +330,13 @@ def _fmt_p(p) -> str:
 
 
 def table_rows(res: pl.DataFrame) -> list[list[str]]:
-    """Display rows: label, n, rho, 95% interval, p, Pearson r, note."""
+    """Display rows: label, n, rho, 95% interval, verdict on rho > 0, p, Pearson r, note."""
     return [[r["label"], str(r["n"]), _fmt(r["spearman"]), f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]",
-             _fmt_p(r["spearman_p"]), _fmt(r["pearson"]), r["note"] or ""] for r in res.iter_rows(named=True)]
+             r["verdict"], _fmt_p(r["spearman_p"]), _fmt(r["pearson"]), r["note"] or ""]
+            for r in res.iter_rows(named=True)]
 
 
-DISPLAY_COLUMNS = ["measure", "pairs", "Spearman rho", "95% CI (bootstrap)", "p", "Pearson r", "note"]
+DISPLAY_COLUMNS = ["measure", "pairs", "Spearman rho", "95% CI (bootstrap)", "rho > 0", "p", "Pearson r", "note"]
 
 
 def _md_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -343,7 +347,7 @@ def _md_table(columns: list[str], rows: list[list[str]]) -> str:
 
 def paper_rows() -> list[list[str]]:
     return [[f"**paper** {r['model']}, STS-B / SICK (other models and data)", "256",
-             f"{r['STS-B']:.2f} / {r['SICK']:.2f}", "", "<= 0.001", "", "paper's Table 3, layers 20..L-3"]
+             f"{r['STS-B']:.2f} / {r['SICK']:.2f}", "", "", "<= 0.001", "", "paper's Table 3, layers 20..L-3"]
             for r in PAPER_TABLE3]
 
 
@@ -367,7 +371,8 @@ def summary_text(res: pl.DataFrame, n_boot: int, seed: int, caveat: str | None =
         parts = [f"{head} has no defined correlation: {w['note']}."]
     else:
         parts = [f"{head} has Spearman rho {_fmt(w['spearman'])} (95% bootstrap interval "
-                 f"[{_fmt(w['ci_low'])}, {_fmt(w['ci_high'])}], p {_fmt_p(w['spearman_p'])})."]
+                 f"[{_fmt(w['ci_low'])}, {_fmt(w['ci_high'])}], p {_fmt_p(w['spearman_p'])}): "
+                 f"\"rho > 0\" {w['verdict']}."]
     for r in res.filter(pl.col("kind") == "baseline").iter_rows(named=True):
         parts.append(f"Baseline, {r['label']}: rho {_fmt(r['spearman'])} "
                      f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}].")

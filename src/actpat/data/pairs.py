@@ -35,7 +35,7 @@ import polars as pl
 from actpat import __version__
 from actpat.provenance import package_versions
 from actpat.data.sources import (
-    SOURCE_ASSETS, DataError, asset_prefix, hub_prefix, hub_rows, read_local_rows,
+    SOURCE_ASSETS, DataError, asset_prefix, checked_asset_dir, hub_prefix, hub_rows, read_local_rows,
 )
 from actpat.data.tables import stable_hash
 
@@ -97,9 +97,7 @@ def _text(value: Any, where: str, col: str) -> str:
 
 
 def _gensim_dir(assets_root) -> tuple[Path, str]:
-    d = Path(assets_root) / SOURCE_ASSETS["gensim_lee"]
-    if not d.is_dir():
-        raise DataError(f"asset folder {d} is missing; it is made by `snakemake {d}` (rule fetch_asset)")
+    d = checked_asset_dir(Path(assets_root) / SOURCE_ASSETS["gensim_lee"])
     return d, asset_prefix(d, SOURCE_ASSETS["gensim_lee"])
 
 

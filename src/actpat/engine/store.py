@@ -177,6 +177,7 @@ def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict
         "n_excluded": sum(int(s.attrs.get("n_excluded", 0)) for s in stores),
         "excluded_ids": [i for s in stores for i in s.attrs.get("excluded_ids", [])],
         "n_truncated": sum(int(s.attrs.get("n_truncated", 0)) for s in stores),
+        "tokens_cut": {k: v for s in stores for k, v in s.attrs.get("tokens_cut", {}).items()},
         "shards": len(stores),
     })
     attrs.update(extra_attrs or {})

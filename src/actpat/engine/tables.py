@@ -47,6 +47,32 @@ def stats_frame(res: ScoreResult, model: str) -> pl.DataFrame:
     return pl.concat([p.cast(STATS_SCHEMA) for p in parts])
 
 
+PROBE_SCHEMA = {
+    "model": pl.String, "domain": pl.String, "id": pl.String, "layer": pl.Int32, "matrix": pl.String,
+    "n_weights": pl.Int64, "values": pl.List(pl.Float32),
+}
+
+
+def probe_frame(res: ScoreResult, model: str) -> pl.DataFrame:
+    """Per sample and matrix: A at the matrix's probe weights (a seeded uniform sample of its block)."""
+    if not res.probe_index or not res.probes:
+        return pl.DataFrame(schema=PROBE_SCHEMA)
+    ks = sorted(res.probe_index)
+    bounds = np.cumsum([0] + [len(res.probe_index[k]) for k in ks])
+    rows = {c: [] for c in PROBE_SCHEMA}
+    for sid, grp, vals in zip(res.sample_ids, res.sample_groups, res.probes):
+        for j, k in enumerate(ks):
+            w = res.weights[k]
+            rows["model"].append(model)
+            rows["domain"].append(grp)
+            rows["id"].append(sid)
+            rows["layer"].append(w.layer)
+            rows["matrix"].append(w.matrix)
+            rows["n_weights"].append(w.weight.numel())
+            rows["values"].append(vals[bounds[j]:bounds[j + 1]].astype(np.float32))
+    return pl.DataFrame(rows, schema=PROBE_SCHEMA)
+
+
 def gram_frame(res: ScoreResult, model: str) -> pl.DataFrame:
     """Every pair that shared a pass, per layer, with its LLMDcos."""
     if not res.pairs:

@@ -90,17 +90,21 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int | Non
     if batch_size is None:  # keep the float32 logits of one batch under max_logit_bytes
         batch_size = max(1, max_logit_bytes // (T * vocab * 4))
     dev = model.get_input_embeddings().weight.device
-    nll, count = 0.0, 0
+    per_window: list[float] = []  # NLL sum of each window: paired comparisons between models resample these
+    count = 0
     for b in tqdm(range(0, n, batch_size), desc="perplexity", disable=not progress):
         x = windows[b:b + batch_size].to(dev)
         logits = model(input_ids=x, use_cache=False).logits[:, :-1].float()
-        nll += float(torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum").double())
+        tok = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none").double()
+        per_window += tok.view(x.shape[0], -1).sum(1).tolist()
         count += x[:, 1:].numel()
+    nll = float(sum(per_window))
     mean_nll = nll / count
     # exp overflows beyond ~709 nats per token (a destroyed model): report null rather than inf,
     # which JSON cannot hold; the mean NLL is always there.
     ppl = math.exp(mean_nll) if mean_nll < 700 else None
     if ppl is None:
         log.warning("mean NLL %.1f nats per token: perplexity overflows, reported as null", mean_nll)
-    return {"perplexity": ppl, "mean_nll": mean_nll, "nll_sum": nll, "tokens": count, "windows": n, "seq_len": T}
+    return {"perplexity": ppl, "mean_nll": mean_nll, "nll_sum": nll, "tokens": count, "windows": n, "seq_len": T,
+            "window_nll": per_window}

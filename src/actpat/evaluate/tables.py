@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 import polars as pl
+
+from ..analysis.uncertainty import paired_window_bootstrap, three_way, wilson
 
 SCORERS = ("paper", "acc", "acc_norm")
 SCORER_TITLES = {
@@ -25,7 +28,18 @@ METHOD_ORDER = {"dense": 0, "magnitude": 1, "wanda": 2, "sparsegpt": 3}
 KEYS = ["model", "method", "allocation", "calibration", "sparsity"]
 
 
-def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None) -> pl.DataFrame:
+def allocation_shape(sparsity_parquet: str | Path) -> dict:
+    """Per-layer minimum, maximum and Spearman correlation with depth of a run's allocated sparsity."""
+    from scipy.stats import spearmanr
+
+    t = pl.read_parquet(sparsity_parquet).sort("layer")["target"].to_numpy()
+    rho = float(spearmanr(np.arange(t.size), t).statistic) if np.ptp(t) > 0 else None
+    return {"layer_min": float(t.min()), "layer_max": float(t.max()), "depth_spearman": rho}
+
+
+def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None,
+            sparsity_paths: Mapping[str, str | Path] | None = None, level: float = 0.95) -> pl.DataFrame:
+    """One row per evaluated run; ``sparsity_paths`` (run -> sparsity.parquet) adds the allocation's shape."""
     rows = []
     for p in paths:
         r = json.loads(Path(p).read_text())
@@ -40,6 +54,12 @@ def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None) -> 
         for t in names:
             for s in SCORERS:
                 row[f"{t}_{s}"] = zs[t][f"{s}_acc" if s == "paper" else s] if t in zs else None
+            # Wilson interval of the paper scorer's accuracy: with 16 questions it spans about +-0.2
+            ci = wilson(round(zs[t]["paper_acc"] * zs[t]["n"]), zs[t]["n"], level) if t in zs else None
+            row[f"{t}_paper_lo"], row[f"{t}_paper_hi"] = ci or (None, None)
+        shape = (allocation_shape(sparsity_paths[r["run"]]) if sparsity_paths and r["run"] in sparsity_paths
+                 else {"layer_min": None, "layer_max": None, "depth_spearman": None})
+        row.update(shape)
         for s in SCORERS:
             vals = [row[f"{t}_{s}"] for t in names if row[f"{t}_{s}"] is not None]
             row[f"mean_{s}"] = sum(vals) / len(vals) if vals else None
@@ -53,10 +73,61 @@ def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None) -> 
             .drop("_m"))
 
 
+COMPARE_TO = "paper"  # every other allocation is compared with the paper's rule
+COMPARISON_SCHEMA = {
+    "model": pl.String, "method": pl.String, "calibration": pl.String, "sparsity": pl.Float64,
+    "allocation": pl.String, "baseline": pl.String, "seeds": pl.List(pl.Int64), "windows": pl.Int64,
+    "log_ppl_diff": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "per_seed": pl.List(pl.Float64),
+    "ppl_ratio": pl.Float64, "verdict": pl.String, "n_boot": pl.Int64, "level": pl.Float64,
+}
+
+
+def comparisons(paths: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
+                seed: int = 0) -> pl.DataFrame:
+    """Each allocation against the paper rule, same method, sparsity and calibration domain.
+
+    ``log_ppl_diff`` = log PPL(allocation) - log PPL(paper), averaged over the calibration seeds both have,
+    with the paired window bootstrap interval (``actpat.analysis.uncertainty``).  The verdict is on "the paper
+    rule is better" (diff > 0): holds, does not hold (the allocation is better), or inconclusive.
+    """
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    by_key: dict[tuple, dict[str, dict[int, dict]]] = {}
+    for r in runs:
+        if r.get("method") in (None, "dense") or r.get("seed") is None:
+            continue
+        key = (r["model"], r["method"], r["calibration"], float(r["sparsity"]))
+        by_key.setdefault(key, {}).setdefault(r["allocation"], {})[int(r["seed"])] = r["perplexity"]
+    rows = []
+    for (model, method, cal, sp), allocs in sorted(by_key.items()):
+        base = allocs.get(COMPARE_TO)
+        if not base:
+            continue
+        for alloc, per_seed in sorted(allocs.items()):
+            if alloc == COMPARE_TO:
+                continue
+            seeds = sorted(set(base) & set(per_seed))
+            if not seeds or any("window_nll" not in base[k] for k in seeds):
+                continue
+            T = base[seeds[0]]["seq_len"] - 1
+            res = paired_window_bootstrap([per_seed[k]["window_nll"] for k in seeds],
+                                          [base[k]["window_nll"] for k in seeds], T, n_boot=n_boot, level=level,
+                                          seed=seed)
+            lo, hi = res["interval"]
+            rows.append({"model": model, "method": method, "calibration": cal, "sparsity": sp, "allocation": alloc,
+                         "baseline": COMPARE_TO, "seeds": seeds, "windows": res["windows"],
+                         "log_ppl_diff": res["diff"], "lo": lo, "hi": hi, "per_seed": res["per_seed"],
+                         "ppl_ratio": float(np.exp(res["diff"])), "verdict": three_way((lo, hi)),
+                         "n_boot": n_boot, "level": level})
+    return pl.DataFrame(rows, schema=COMPARISON_SCHEMA)
+
+
 def summarise(df: pl.DataFrame) -> pl.DataFrame:
     """Mean and sample std (ddof=1; null for a single seed) over seeds, per configuration."""
     metrics = ["perplexity"] + [c for c in df.columns if c.endswith(tuple(f"_{s}" for s in SCORERS))]
-    aggs = [pl.len().alias("seeds")]
+    aggs = [pl.len().alias("seeds"), pl.col("seed").drop_nulls().sort().alias("seed_list"),
+            pl.col("perplexity").min().alias("perplexity_min"), pl.col("perplexity").max().alias("perplexity_max"),
+            pl.col("layer_min").mean().alias("layer_min"), pl.col("layer_max").mean().alias("layer_max"),
+            pl.col("depth_spearman").mean().alias("depth_spearman")]
     for c in metrics:
         aggs += [pl.col(c).mean().alias(f"{c}_mean"), pl.col(c).std(ddof=1).alias(f"{c}_std")]
     out = df.group_by(KEYS, maintain_order=True).agg(aggs)
@@ -77,7 +148,10 @@ def _pm(mean, std, pct=False):
     return m if std is None else f"{m} ± {_fmt(std, pct)}"
 
 
-def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]) -> str:
+VERDICT_TEXT = "holds when the whole interval is above 0, does not hold when it is below 0, else inconclusive."
+
+
+def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp: pl.DataFrame | None = None) -> str:
     head = ["model", "method", "allocation", "calibration", "sparsity", "seed"]
     lines = ["# Pruning results (Validations 1-2)", "",
              "Perplexity: held-out text, non-overlapping windows (lower is better).  Accuracies in %, "
@@ -93,14 +167,45 @@ def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]) -> s
             cells += [_fmt(r[f"{t}_{s}"], pct=True) for t in tasks] + [_fmt(r[f"mean_{s}"], pct=True)]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Summary over calibration seeds (mean ± sample std)", ""]
-    cols = ["model", "method", "allocation", "calibration", "sparsity", "seeds", "PPL"] + [f"mean {s}" for s in SCORERS]
+    lines += ["## Summary over calibration seeds", "",
+              "PPL: mean ± sample std over the seeds listed, [min, max] across them.  Layer min / max: the "
+              "allocation's lowest and highest per-layer sparsity; ρ(depth): its Spearman correlation with the "
+              "layer index (– for a constant allocation).", ""]
+    cols = (["model", "method", "allocation", "calibration", "sparsity", "seeds", "PPL", "PPL range", "layer min",
+             "layer max", "ρ(depth)"] + [f"mean {s}" for s in SCORERS])
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in summary.iter_rows(named=True):
+        seeds = ", ".join(map(str, r["seed_list"])) or "–"
         cells = [r["model"], r["method"], r["allocation"] or "–", r["calibration"] or "–", f"{r['sparsity']:.2f}",
-                 str(r["seeds"]), _pm(r["perplexity_mean"], r["perplexity_std"])]
+                 f"{r['seeds']} ({seeds})", _pm(r["perplexity_mean"], r["perplexity_std"]),
+                 f"[{_fmt(r['perplexity_min'])}, {_fmt(r['perplexity_max'])}]",
+                 _fmt(r["layer_min"], digits=3), _fmt(r["layer_max"], digits=3), _fmt(r["depth_spearman"])]
         cells += [_pm(r[f"mean_{s}_mean"], r[f"mean_{s}_std"], pct=True) for s in SCORERS]
         lines.append("| " + " | ".join(cells) + " |")
+    if comp is not None and comp.height:
+        lines += ["", f"## Each allocation against the paper rule (paired, {int(comp['level'][0] * 100)}% intervals)",
+                  "", "log PPL(allocation) − log PPL(paper), the mean over the calibration seeds both share; the "
+                  f"interval resamples the {comp['windows'][0]} evaluation windows ({comp['n_boot'][0]} resamples, "
+                  "paired across models and seeds); per seed: the same difference for each seed.  Verdict on "
+                  "\"the paper rule is better\": " + VERDICT_TEXT, ""]
+        cols = ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "interval",
+                "per seed", "verdict"]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in comp.iter_rows(named=True):
+            lines.append("| " + " | ".join([
+                r["model"], r["method"], r["calibration"], f"{r['sparsity']:.2f}", r["allocation"],
+                f"{r['ppl_ratio']:.3f}", f"{r['log_ppl_diff']:+.3f}", f"[{r['lo']:+.3f}, {r['hi']:+.3f}]",
+                ", ".join(f"{x:+.3f}" for x in r["per_seed"]), r["verdict"]]) + " |")
+    if any(c.endswith("_paper_lo") for c in df.columns):
+        lines += ["", "## Zero-shot accuracy with 95% Wilson intervals (paper scorer, %)", ""]
+        cols = ["model", "run"] + list(tasks)
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in df.filter(pl.col("questions_per_task").is_not_null()).iter_rows(named=True):
+            cells = [r["model"], r["run"]]
+            for t in tasks:
+                v, lo, hi = r.get(f"{t}_paper"), r.get(f"{t}_paper_lo"), r.get(f"{t}_paper_hi")
+                cells.append("–" if v is None else f"{100 * v:.1f} [{100 * lo:.0f}, {100 * hi:.0f}]")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +248,30 @@ def perplexity_chart(df: pl.DataFrame):
             .properties(title="Perplexity after pruning (dashed: dense model)"))
 
 
-def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], chart) -> dict:
+def allocation_chart(sparsity_paths: Sequence[str | Path]):
+    """Per-layer sparsity of every allocation on one chart per target (the first seed of each run)."""
+    import altair as alt
+
+    frames = [pl.read_parquet(p).select("model", "run", "method", "allocation", "calibration", "seed", "sparsity",
+                                        "layer", "target") for p in sparsity_paths]
+    if not frames:
+        return None
+    d = pl.concat(frames, how="vertical_relaxed").with_columns(pl.col("seed").fill_null(-1))
+    first = d.group_by("model", "method", "allocation", "calibration", "sparsity").agg(pl.col("seed").min())
+    d = d.join(first, on=["model", "method", "allocation", "calibration", "sparsity", "seed"], nulls_equal=True)
+    d = d.with_columns((pl.col("layer") + 1).alias("layer (1-indexed)"),
+                       (pl.col("method") + " · " + pl.col("calibration").fill_null("none")).alias("pruning"))
+    return (alt.Chart(d.to_pandas()).mark_line(point=True).encode(
+        x=alt.X("layer (1-indexed):Q"), y=alt.Y("target:Q", title="allocated sparsity", scale=alt.Scale(zero=False)),
+        color=alt.Color("allocation:N"), strokeDash=alt.StrokeDash("pruning:N"),
+        detail="run:N", tooltip=["run:N", "layer (1-indexed):Q", alt.Tooltip("target:Q", format=".4f")])
+        .properties(width=260, height=200)
+        .facet(column=alt.Column("sparsity:Q", title="overall sparsity"), row=alt.Row("model:N", title=None))
+        .properties(title="Per-layer sparsity of each allocation (first seed of each run)"))
+
+
+def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], chart,
+                   comp: pl.DataFrame | None = None, alloc_chart=None) -> dict:
     """The pruning section of results/report/index.html (actpat.report.html format)."""
     from ..report.html import make_section
 
@@ -167,38 +295,71 @@ def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]
                   pct(r["mean_acc_norm"])] for r in df.iter_rows(named=True)],
     }
     summ = {
-        "id": "summary", "title": "Mean ± sample std over calibration seeds", "digits": 2,
-        "caption": "One row per configuration; std is null for a single seed.",
+        "id": "summary", "title": "Mean ± sample std over calibration seeds", "digits": 3,
+        "caption": "One row per configuration; std is null for a single seed. Layer min/max and ρ(depth): the "
+                   "allocation's per-layer range and its Spearman correlation with depth.",
         "columns": ["model", "method", "allocation", "calibration", "sparsity", "seeds", "PPL mean", "PPL std",
-                    "mean paper", "mean acc", "mean acc_norm"],
-        "rows": [[r["model"], r["method"], r["allocation"], r["calibration"], r["sparsity"], r["seeds"],
-                  r["perplexity_mean"], r["perplexity_std"], pct(r["mean_paper_mean"]), pct(r["mean_acc_mean"]),
-                  pct(r["mean_acc_norm_mean"])] for r in summary.iter_rows(named=True)],
+                    "layer min", "layer max", "ρ(depth)", "mean paper", "mean acc", "mean acc_norm"],
+        "rows": [[r["model"], r["method"], r["allocation"], r["calibration"], r["sparsity"],
+                  ", ".join(map(str, r["seed_list"])) or "–", r["perplexity_mean"], r["perplexity_std"],
+                  r["layer_min"], r["layer_max"], r["depth_spearman"], pct(r["mean_paper_mean"]),
+                  pct(r["mean_acc_mean"]), pct(r["mean_acc_norm_mean"])] for r in summary.iter_rows(named=True)],
     }
+    tables = [summ]
+    if comp is not None and comp.height:
+        tables.append({
+            "id": "vs-paper", "title": "Each allocation against the paper rule", "digits": 3,
+            "caption": "log PPL(allocation) − log PPL(paper), mean over shared seeds, with the paired bootstrap "
+                       "interval over evaluation windows; verdict on 'the paper rule is better': " + VERDICT_TEXT,
+            "columns": ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "lo",
+                        "hi", "seeds", "verdict"],
+            "rows": [[r["model"], r["method"], r["calibration"], r["sparsity"], r["allocation"], r["ppl_ratio"],
+                      r["log_ppl_diff"], r["lo"], r["hi"], ", ".join(map(str, r["seeds"])), r["verdict"]]
+                     for r in comp.iter_rows(named=True)],
+        })
     return make_section("pruning", "Validations 1-2: activation-guided pruning", order=60, text=text,
-                        tables=[summ, runs], charts=[{"id": "ppl-vs-sparsity", "title": None,
-                                                      "caption": "Perplexity vs overall sparsity (log scale).",
-                                                      "spec": chart}])
+                        tables=tables + [runs], charts=[{"id": "ppl-vs-sparsity", "title": None,
+                                                          "caption": "Perplexity vs overall sparsity (log scale).",
+                                                          "spec": chart}] + ([{
+                            "id": "allocations", "title": None,
+                            "caption": "Per-layer sparsity of every allocation (controls: depth_ramp, owl_matched, "
+                                       "permuted).", "spec": alloc_chart}] if alloc_chart is not None else []))
 
 
 def write_outputs(eval_paths: Sequence[str | Path], tasks: Sequence[str], *, table: str | Path,
                   summary: str | Path, markdown_path: str | Path, svg: str | Path, png: str | Path,
-                  section: str | Path | None = None) -> pl.DataFrame:
+                  section: str | Path | None = None, sparsity_paths: Sequence[str | Path] = (),
+                  comparisons_path: str | Path | None = None, alloc_svg: str | Path | None = None,
+                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pl.DataFrame:
     """All outputs of the table rule, each written under a temporary name and renamed."""
-    from ..atomic import atomic_path, write_parquet, write_text
+    from ..atomic import write_parquet, write_text
 
-    df = collect(eval_paths, tasks)
+    by_run = {Path(p).parent.name: p for p in sparsity_paths}
+    df = collect(eval_paths, tasks, by_run, level)
     summ = summarise(df)
+    comp = comparisons(eval_paths, n_boot=n_boot, level=level, seed=seed)
     write_parquet(df, table)
     write_parquet(summ, summary)
-    write_text(markdown(df, summ, tasks), markdown_path)
+    if comparisons_path is not None:
+        write_parquet(comp, comparisons_path)
+    write_text(markdown(df, summ, tasks, comp), markdown_path)
     chart = perplexity_chart(df)
-    with atomic_path(svg) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        chart.save(f, format="svg")
-    with atomic_path(png) as tmp, open(tmp, "wb") as f:
-        chart.save(f, format="png", scale_factor=2)
+    save_chart(chart, svg, png)
+    alloc = allocation_chart(list(sparsity_paths))
+    if alloc_svg is not None and alloc is not None:
+        save_chart(alloc, alloc_svg)
     if section is not None:
         from ..report.html import write_sections
 
-        write_sections([report_section(df, summ, tasks, chart)], section)
+        write_sections([report_section(df, summ, tasks, chart, comp, alloc)], section)
     return df
+
+
+def save_chart(chart, svg: str | Path, png: str | Path | None = None) -> None:
+    from ..atomic import atomic_path
+
+    with atomic_path(svg) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        chart.save(f, format="svg")
+    if png is not None:
+        with atomic_path(png) as tmp, open(tmp, "wb") as f:
+            chart.save(f, format="png", scale_factor=2)

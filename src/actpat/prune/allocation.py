@@ -11,6 +11,17 @@ Every rule returns one sparsity per block (layer 0 first) whose size-weighted me
   Wanda scores above M x the block mean (LOD, in percent), min-max scaled to [0, 2*lambda],
   mean-centred; block density = that + (1 - S).  Blocks with more outliers are pruned less.
 
+Controls for the paper's rule (Validation 1: does the activation signal add anything over
+depth and over a wider spread?):
+
+* ``depth_ramp``:  S_i linear in depth, rising from the first block to the last, centred on S,
+  with the same spread (max - min) as the paper rule gives for that target.  The counts set
+  only the spread; the shape uses no activation data.
+* ``owl_matched``: OWL with lambda = half the paper rule's spread (OWL's range is exactly
+  2*lambda), so the two rules differ in shape only.
+* ``permuted``:    the paper rule fed with the counts N_i shuffled across blocks (seeded): the
+  same values, the same spread, the activation-to-depth link broken.
+
 Both non-uniform rules have mean exactly S by construction when blocks have equal sizes
 (true for LLaMA-family models).  When a value has to be clipped to [0, 1], or blocks differ
 in size, ``fit_to_target`` shifts the unclipped blocks by one common constant until the
@@ -25,7 +36,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-ALLOCATIONS = ("uniform", "paper", "owl")
+ALLOCATIONS = ("uniform", "paper", "owl", "owl_matched", "depth_ramp", "permuted")
+NEEDS_COUNTS = ("paper", "owl_matched", "depth_ramp", "permuted")  # need the activated-weight counts N_i
 
 
 class AllocationError(ValueError):
@@ -55,6 +67,25 @@ def paper_allocation(counts: Sequence[float], target: float, alpha: float = 2.0,
     i = np.arange(1, L + 1, dtype=np.float64)  # 1-indexed, as in the paper
     n_prime = 1.0 / (1.0 + np.exp(-(z + alpha / i)))
     return target + beta * target * (1.0 - n_prime * L / n_prime.sum())
+
+
+def spread(sparsity: Sequence[float]) -> float:
+    s = np.asarray(sparsity, dtype=np.float64)
+    return float(s.max() - s.min())
+
+
+def depth_ramp_allocation(n_layers: int, target: float, width: float) -> np.ndarray:
+    """S_i rising linearly from block 0 to block L-1, mean S, max - min = ``width``."""
+    _check_target(target)
+    if n_layers < 2:
+        return np.full(n_layers, float(target))
+    t = np.arange(n_layers, dtype=np.float64) / (n_layers - 1)
+    return target + width * (t - 0.5)
+
+
+def permuted_counts(counts: Sequence[float], seed: int) -> np.ndarray:
+    """The counts shuffled across blocks with a seeded permutation."""
+    return np.random.default_rng(seed).permutation(np.asarray(counts, dtype=np.float64))
 
 
 def outlier_ratio(scores: Sequence[torch.Tensor], M: float) -> float:

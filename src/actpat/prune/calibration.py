@@ -1,14 +1,17 @@
-"""Calibration sets: domain examples concatenated into fixed-length token sequences.
+"""Calibration sets: ``n`` token sequences of ``seq_len`` tokens, as Wanda and the paper build them.
 
-Follows the paper's calibration builders (paper.md §5.3, ``get_*_calibration``): a sequence
-starts at an example, is extended with the next examples joined by ``"\\n###\\n"`` until it
-has ``seq_len`` tokens, and is cut there; the next sequence starts at the next unused example.
-MMLU and PIQA examples carry their gold label (``Answer:A``), as the paper's MMLU/PIQA
-builders append it.  The seed only fixes the example order (a seeded permutation), so each
-seed gives a different calibration set from the same rows.
+* Text domains (Wanda's and the paper's C4 loader, paper.md §5.3): each sequence is a random
+  window of ``seq_len`` tokens from a distinct document at least that long; documents are
+  visited in a seeded order, the window start is seeded (``text_windows``).
+* Task domains (the paper's ``get_*_calibration``): a sequence starts at an example, is
+  extended with the next examples joined by ``"\\n###\\n"`` until it has ``seq_len`` tokens,
+  and is cut there; the next sequence starts at the next unused example.  MMLU and PIQA
+  examples carry their gold label (``Answer:A``), as the paper's builders append it.  The seed
+  fixes the example order (``build_calibration``).  Examples come from a calibration split
+  (hub) or from the rows above the evaluation rows of the domain table (``usable_rows``).
 
-Rows come from the top of a domain table; rows reserved for evaluation at the bottom
-(zero-shot questions, few-shot prefix) are excluded by the caller (``usable_rows``).
+Running out of documents or examples is an error naming the keys to change, unless
+``prune.calibration.allow_reuse`` lets sequences reuse them (counted in the record).
 """
 
 from __future__ import annotations
@@ -64,6 +67,60 @@ def usable_rows(n_rows: int, reserved_bottom: int, table_path: str | Path = "") 
     return n
 
 
+REUSE_HINT = ("lower prune.calibration.sequences or prune.calibration.seq_len, choose another "
+              "prune.calibration.domain, or set prune.calibration.allow_reuse: true")
+
+
+def text_windows(
+    texts: Sequence[str],
+    tokenizer,
+    *,
+    n_sequences: int,
+    seq_len: int,
+    seed: int,
+    allow_reuse: bool = False,
+) -> tuple[torch.Tensor, dict]:
+    """Token ids [n_sequences, seq_len]: a seeded random window of each of ``n`` distinct documents.
+
+    BOS (when the tokenizer adds one) starts every window and counts towards ``seq_len``.
+    Documents shorter than the window are skipped; documents are tokenized only until enough
+    long ones are found.  With ``allow_reuse`` the long documents are visited again (a new
+    random window each time) when there are fewer than ``n``.
+    """
+    if not texts:
+        raise CalibrationError("no calibration documents")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(texts))
+    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
+    need = seq_len - len(bos)
+    long_docs: list[tuple[int, list[int]]] = []
+    for j in order:
+        ids = tokenizer(texts[int(j)], add_special_tokens=False)["input_ids"]
+        if len(ids) >= need:
+            long_docs.append((int(j), ids))
+            if len(long_docs) == n_sequences:
+                break
+    if not long_docs:
+        raise CalibrationError(f"none of the {len(texts)} calibration documents has {seq_len} tokens; {REUSE_HINT}")
+    if len(long_docs) < n_sequences and not allow_reuse:
+        raise CalibrationError(f"only {len(long_docs)} of the {len(texts)} calibration documents have {seq_len} "
+                               f"tokens, fewer than the {n_sequences} sequences asked (one document each); "
+                               + REUSE_HINT)
+    seqs, used = [], []
+    for k in range(n_sequences):
+        j, ids = long_docs[k % len(long_docs)]
+        start = int(rng.integers(0, len(ids) - need + 1))
+        seqs.append(bos + ids[start:start + need])
+        used.append([j, start])
+    reused = max(0, n_sequences - len(long_docs))
+    if reused:
+        log.warning("calibration: %d documents of %d tokens for %d sequences; %d reused (allow_reuse)",
+                    len(long_docs), seq_len, n_sequences, reused)
+    record = {"seed": seed, "kind": "document windows", "windows": used, "n_documents": len(texts),
+              "reused": reused, "bos": bool(bos)}
+    return torch.tensor(seqs, dtype=torch.long), record
+
+
 def build_calibration(
     texts: Sequence[str],
     tokenizer,
@@ -71,12 +128,13 @@ def build_calibration(
     n_sequences: int,
     seq_len: int,
     seed: int,
+    allow_reuse: bool = False,
 ) -> tuple[torch.Tensor, dict]:
     """Token ids [n_sequences, seq_len] and a record of which examples each sequence used.
 
     BOS is put at the start of every sequence when the tokenizer adds one by default.  When
-    the examples run out the order wraps around (examples are reused); that is logged and
-    counted in the record (``reused``).
+    the examples run out, that is an error unless ``allow_reuse``: then the order wraps around,
+    which is logged and counted in the record (``reused``).
     """
     if not texts:
         raise CalibrationError("no calibration examples")
@@ -103,8 +161,11 @@ def build_calibration(
         seqs.append(ids[:seq_len])
         used.append(parts)
     reused = max(0, pos - len(texts))
+    if reused and not allow_reuse:
+        raise CalibrationError(f"{len(texts)} examples are not enough for {n_sequences} x {seq_len} tokens without "
+                               f"reusing {reused} of them; " + REUSE_HINT + " (or raise data.pool)")
     if reused:
         log.warning("calibration: %d examples were not enough for %d x %d tokens; %d reused (wrapped around)",
                     len(texts), n_sequences, seq_len, reused)
-    record = {"seed": seed, "examples": used, "n_examples": len(texts), "reused": reused, "bos": bool(bos)}
+    record = {"seed": seed, "kind": "concatenated examples", "examples": used, "n_examples": len(texts), "reused": reused, "bos": bool(bos)}
     return torch.tensor(seqs, dtype=torch.long), record

@@ -26,7 +26,7 @@ import torch
 from .. import __version__
 from ..atomic import atomic_dir, write_json, write_parquet
 from ..evaluate.suite import evaluate_model
-from .calibration import build_calibration, example_texts, usable_rows
+from .calibration import build_calibration, example_texts, text_windows, usable_rows
 from .masks import save_masks
 from .runs import PruneRun
 from .sequential import PruneResult, needs_calibration, prune_model
@@ -35,12 +35,16 @@ log = logging.getLogger(__name__)
 
 
 def calibration_ids(table_path: str | Path, tokenizer, *, sequences: int, seq_len: int, seed: int,
-                    reserved_bottom: int = 0) -> tuple[torch.Tensor, dict]:
-    """Calibration token ids from a domain table (rows from the top, evaluation rows excluded)."""
+                    reserved_bottom: int = 0, allow_reuse: bool = False) -> tuple[torch.Tensor, dict]:
+    """Calibration token ids from a calibration source (documents of a text domain: random
+    windows) or a task table (examples from the top, evaluation rows excluded)."""
     table = pl.read_parquet(table_path)
     n = usable_rows(table.height, reserved_bottom, table_path)
-    ids, record = build_calibration(example_texts(table, n), tokenizer, n_sequences=sequences, seq_len=seq_len,
-                                    seed=seed)
+    kw = {"n_sequences": sequences, "seq_len": seq_len, "seed": seed, "allow_reuse": allow_reuse}
+    if table.height and table["task"][0] == "text":
+        ids, record = text_windows(table["text"].to_list()[:n], tokenizer, **kw)
+    else:
+        ids, record = build_calibration(example_texts(table, n), tokenizer, **kw)
     record["table"] = str(table_path)
     record["rows_used_from_top"] = n
     return ids, record
@@ -82,9 +86,10 @@ def sparsity_frame(result: PruneResult, model_name: str, run: PruneRun) -> pl.Da
             "rule": result.extra["rule"][i],
             "n_active": result.extra["n_active"][i] if "n_active" in result.extra else None,
             "lod": result.extra["lod"][i] if "lod" in result.extra else None,
+            "owl_lambda": result.extra.get("owl_lambda"),
         })
     return pl.DataFrame(rows, schema_overrides={"calibration": pl.String, "seed": pl.Int64, "n_active": pl.Int64,
-                                                "lod": pl.Float64})
+                                                "lod": pl.Float64, "owl_lambda": pl.Float64})
 
 
 def sparsity_check(result: PruneResult) -> dict:
@@ -123,16 +128,18 @@ def prune_and_evaluate(
         ids = None
         if needs_calibration(run.method, run.allocation):
             ids, cal = calibration_ids(calibration_table, tokenizer, sequences=calibration["sequences"],
-                                       seq_len=calibration["seq_len"], seed=run.seed, reserved_bottom=reserved_bottom)
-            record["calibration_set"] = {k: v for k, v in cal.items() if k != "examples"}
-            log.info("calibration: %d x %d tokens from %s (seed %d, %d examples used, %d reused)", *ids.shape,
-                     calibration_table, run.seed, sum(len(e) for e in cal["examples"]), cal["reused"])
+                                       seq_len=calibration["seq_len"], seed=run.seed, reserved_bottom=reserved_bottom,
+                                       allow_reuse=calibration.get("allow_reuse", False))
+            record["calibration_set"] = {k: v for k, v in cal.items() if k not in ("examples", "windows")}
+            log.info("calibration: %d x %d tokens from %s (%s, seed %d, %d reused)", *ids.shape,
+                     calibration_table, cal["kind"], run.seed, cal["reused"])
         pp = {k: v for k, v in (prune_params or {}).items() if v is not None}
         owl = pp.get("owl") or {}
         result = prune_model(
             model, method=run.method, target=run.sparsity, allocation=run.allocation, calibration_ids=ids,
             counts=counts, alpha=pp.get("alpha", 2.0), beta=pp.get("beta", 0.2), owl_M=owl.get("M", 5.0),
-            owl_lambda=owl.get("lambda", 0.08), batch_size=pp.get("batch_size", 8))
+            owl_lambda=owl.get("lambda", 0.08), batch_size=pp.get("batch_size", 8),
+            permutation_seed=run.seed or 0)  # permuted: one permutation per calibration seed
         check = sparsity_check(result)
         record["sparsity_check"] = check
         log.info("pruned %d of %d weights: achieved %.6f, target %.4f, allocated mean %.6f%s", result.n_pruned,

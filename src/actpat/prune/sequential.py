@@ -28,11 +28,16 @@ from torch import nn
 
 from ..modelio import ScoredWeight, find_blocks, scored_weights
 from .allocation import (
+    ALLOCATIONS,
+    NEEDS_COUNTS,
+    depth_ramp_allocation,
     fit_to_target,
     outlier_ratio,
     owl_allocation,
     paper_allocation,
+    permuted_counts,
     pruned_per_row,
+    spread,
     uniform_allocation,
 )
 from .masks import apply_mask, magnitude_mask, rowwise_mask, wanda_scores
@@ -49,7 +54,7 @@ class PruneError(RuntimeError):
 
 def needs_calibration(method: str, allocation: str) -> bool:
     """Magnitude pruning needs no data unless OWL's outlier ratios (Wanda scores) are used."""
-    return method in ("wanda", "sparsegpt") or allocation == "owl"
+    return method in ("wanda", "sparsegpt") or allocation in ("owl", "owl_matched")
 
 
 # ----------------------------------------------------------------------------- block inputs
@@ -219,13 +224,15 @@ def prune_model(
     sparsegpt_percdamp: float = 0.01,
     on_block_inputs: Callable[[int, BlockInputs], None] | None = None,
     progress: bool = True,
+    permutation_seed: int = 0,
 ) -> PruneResult:
     """Prune the linear weights of every decoder block in place; return masks and per-block sparsity.
 
     ``allocation`` picks each block's sparsity: ``uniform``, ``paper`` (needs ``counts``, the
-    per-block number of activated weights N_i) or ``owl`` (from the dense model's Wanda scores
-    on the calibration data).  ``on_block_inputs(i, inputs)`` sees the inputs each block is
-    pruned with (for checks).
+    per-block number of activated weights N_i), ``owl`` (from the dense model's Wanda scores
+    on the calibration data) or one of the paper rule's controls ``depth_ramp``, ``owl_matched``
+    and ``permuted`` (``permutation_seed`` shuffles the counts); see ``allocation``.
+    ``on_block_inputs(i, inputs)`` sees the inputs each block is pruned with (for checks).
     """
     from tqdm.auto import tqdm
 
@@ -243,20 +250,30 @@ def prune_model(
         inputs = capture_block_inputs(model, calibration_ids, batch_size)
 
     extra: dict = {}
+    if allocation in NEEDS_COUNTS:
+        if counts is None or len(counts) != L:
+            raise PruneError(f"allocation {allocation!r} needs one activated-weight count per block ({L}); "
+                             f"got {None if counts is None else len(counts)}")
+        extra["n_active"] = [int(c) for c in counts]
+        paper_rule = paper_allocation(counts, target, alpha, beta)
     if allocation == "uniform":
         rule = uniform_allocation(L, target)
     elif allocation == "paper":
-        if counts is None or len(counts) != L:
-            raise PruneError(f"the paper allocation needs one activated-weight count per block ({L}); "
-                             f"got {None if counts is None else len(counts)}")
-        rule = paper_allocation(counts, target, alpha, beta)
-        extra["n_active"] = [int(c) for c in counts]
-    elif allocation == "owl":
+        rule = paper_rule
+    elif allocation == "permuted":
+        shuffled = permuted_counts(counts, permutation_seed)
+        rule = paper_allocation(shuffled, target, alpha, beta)
+        extra["n_active"] = [int(c) for c in shuffled]  # what the rule was fed
+    elif allocation == "depth_ramp":
+        rule = depth_ramp_allocation(L, target, spread(paper_rule))
+    elif allocation in ("owl", "owl_matched"):
+        lam = owl_lambda if allocation == "owl" else spread(paper_rule) / 2
         lod = owl_outlier_ratios(model, inputs, owl_M, groups, progress)
-        rule = owl_allocation(lod, target, owl_lambda)
+        rule = owl_allocation(lod, target, lam)
         extra["lod"] = [float(x) for x in lod]
+        extra["owl_lambda"] = float(lam)
     else:
-        raise PruneError(f"unknown allocation {allocation!r}; use uniform, paper or owl")
+        raise PruneError(f"unknown allocation {allocation!r}; use one of {', '.join(ALLOCATIONS)}")
     per_block, adjusted = fit_to_target(rule, target, sizes)
     if adjusted:
         log.warning("allocation %s: sparsities clipped to [0, 1] and the unclipped blocks shifted so the mean "
