@@ -46,6 +46,7 @@ def test_touch_without_change_passes_verify_and_missing_or_added_files_do_not(tm
     later = time.time() + 10
     os.utime(d / "a.bin", (later, later))
     contenthash.verify(d)  # same bytes: hashed in full, accepted
+    assert contenthash.state(d) == contenthash.UNCHANGED  # and no reader reruns
     (d / "extra").write_text("x")
     with pytest.raises(ContentError, match="extra was added"):
         contenthash.verify(d)

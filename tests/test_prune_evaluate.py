@@ -10,6 +10,7 @@ import torch
 
 from _prune_helpers import tiny_llama, tiny_tokenizer
 from actpat.evaluate.lm import common_prefix, token_batches
+from actpat.evaluate import perplexity as perplexity_module
 from actpat.evaluate.perplexity import load_text, make_windows, perplexity
 from actpat.evaluate.zeroshot import (
     Question,
@@ -28,20 +29,31 @@ def _f64(model):
     return copy.deepcopy(model).double()
 
 
-def _direct_ppl(model64, windows):
-    """Token by token: for every prefix of every window run the model and read log p(next token)."""
-    nll, n = 0.0, 0
+def _direct_ppl(model64, windows, block=None):
+    """Token by token: for every prefix of every window run the model and read log p(next token);
+    with ``block``, also the NLL sum of each block of ``block`` predicted tokens of each window."""
+    nll, n, blocks = 0.0, 0, []
     for w in windows.tolist():
+        blocks.append([])
         for t in range(1, len(w)):
             with torch.no_grad():
                 logits = model64(input_ids=torch.tensor([w[:t]])).logits[0, -1]
-            nll -= float(torch.log_softmax(logits, dim=-1)[w[t]])
+            x = -float(torch.log_softmax(logits, dim=-1)[w[t]])
+            nll += x
             n += 1
-    return math.exp(nll / n), n
+            if block and (t - 1) % block == 0:
+                blocks[-1].append(0.0)
+            if block:
+                blocks[-1][-1] += x
+    return (math.exp(nll / n), n) if block is None else (math.exp(nll / n), n, blocks)
+
+
+BLOCK_TOKENS = 4
 
 
 @pytest.mark.parametrize("bos", [False, True])
-def test_perplexity_equals_direct_float64_computation(bos):
+def test_perplexity_equals_direct_float64_computation(bos, monkeypatch):
+    monkeypatch.setattr(perplexity_module, "BLOCK_TOKENS", BLOCK_TOKENS)
     tok = tiny_tokenizer(bos=bos)
     model = tiny_llama(vocab_size=len(tok))
     windows = make_windows(tok, TEXT, seq_len=12, max_windows=3)
@@ -53,9 +65,13 @@ def test_perplexity_equals_direct_float64_computation(bos):
     else:
         assert windows.reshape(-1).tolist() == tok(TEXT)["input_ids"][:36]
     got = perplexity(model, windows, batch_size=2)
-    want, n = _direct_ppl(_f64(model), windows)
+    want, n, blocks = _direct_ppl(_f64(model), windows, block=BLOCK_TOKENS)
     assert got["tokens"] == n == 3 * 11
     assert got["perplexity"] == pytest.approx(want, rel=1e-5)
+    # the blocks paired comparisons resample: 11 predicted tokens per window in blocks of 4, 4 and 3
+    assert [len(b) for b in got["block_nll"]] == [3, 3, 3] and got["block_tokens"] == BLOCK_TOKENS
+    assert np.allclose(got["block_nll"], blocks, rtol=1e-5)
+    assert np.allclose(np.sum(got["block_nll"], 1), got["window_nll"], rtol=1e-12)
 
 
 def test_stream_bos_mode_keeps_a_single_bos():

@@ -95,28 +95,40 @@ def test_zero_shot_wilson_intervals_match_scipy(paths):
 
 
 def test_comparisons_against_numpy(tmp_path):
-    """Paired window bootstrap of log PPL(allocation) - log PPL(paper), recomputed independently."""
+    """Paired two-level bootstrap (seeds, then token blocks) of log PPL(allocation) - log PPL(paper), recomputed
+    independently with plain loops."""
     from actpat.evaluate.tables import comparisons
 
     rng = np.random.default_rng(5)
-    T = 9  # seq_len 10: 9 predicted tokens per window
-    nll = {(a, k): rng.normal(3.0 + (0.3 if a == "depth_ramp" else 0.0), 0.2, 6) * T
+    T, size, W = 10, 4, 3  # 9 predicted tokens per window in blocks of 4, 4, 1; 3 windows
+    ntok = np.array([4, 4, 1] * W, dtype=float)
+    nll = {(a, k): rng.normal(3.0 + (0.3 if a == "depth_ramp" else 0.0), 0.2, 3 * W) * ntok
            for a in ("paper", "depth_ramp") for k in (0, 1)}
     paths = []
-    for (a, k), w in nll.items():
+    for (a, k), b in nll.items():
+        blocks = b.reshape(W, 3)
         r = {"model": "m", "run": f"wanda-{a}-s0.50-c4-seed{k}", "method": "wanda", "allocation": a,
              "calibration": "c4", "sparsity": 0.5, "seed": k,
-             "perplexity": {"perplexity": float(np.exp(w.sum() / (6 * T))), "window_nll": w.tolist(), "seq_len": 10}}
+             "perplexity": {"perplexity": float(np.exp(b.sum() / (W * (T - 1)))), "window_nll": blocks.sum(1).tolist(),
+                            "block_nll": blocks.tolist(), "block_tokens": size, "windows": W, "seq_len": T}}
         p = tmp_path / f"{r['run']}.json"
         p.write_text(json.dumps(r))
         paths.append(p)
     comp = comparisons(paths, n_boot=2000, seed=3)
     (row,) = comp.iter_rows(named=True)
-    diff = np.stack([(nll[("depth_ramp", k)] - nll[("paper", k)]) / T for k in (0, 1)])  # [seeds, windows]
-    assert row["log_ppl_diff"] == pytest.approx(diff.mean(), abs=1e-12)
-    assert row["per_seed"] == pytest.approx(diff.mean(1).tolist(), abs=1e-12)
-    idx = np.random.default_rng(3).integers(0, 6, size=(2000, 6))
-    boot = np.array([diff[:, i].mean() for i in idx])
+    per_seed = [(nll[("depth_ramp", k)].sum() - nll[("paper", k)].sum()) / (W * (T - 1)) for k in (0, 1)]
+    assert row["log_ppl_diff"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+    assert row["per_seed"] == pytest.approx(per_seed, abs=1e-12)
+    assert row["blocks"] == 3 * W and row["windows"] == W
+    # the same draws as the implementation: block indices first, then seed indices
+    g = np.random.default_rng(3)
+    bidx = g.integers(0, 3 * W, size=(2000, 3 * W))
+    sidx = g.integers(0, 2, size=(2000, 2))
+    boot = []
+    for r in range(2000):
+        d = [sum(nll[("depth_ramp", k)][i] - nll[("paper", k)][i] for i in bidx[r]) / sum(ntok[i] for i in bidx[r])
+             for k in (0, 1)]
+        boot.append(np.mean([d[k] for k in sidx[r]]))
     assert (row["lo"], row["hi"]) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])), abs=1e-12)
     assert row["verdict"] == ("holds" if row["lo"] > 0 else "inconclusive" if row["hi"] >= 0 else "does not hold")
     assert row["lo"] > 0  # a 0.3-nat gap over 0.2-nat noise: the paper rule is better here

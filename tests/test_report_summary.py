@@ -16,7 +16,12 @@ def _findings():
                  "interval": {"quantity": "q1", "value": 0.1234, "lo": 0.05, "hi": 0.2, "level": 0.95,
                               "resamples": 1000, "n": {"samples_per_domain": {"a": 4, "b": 4}, "domains": 2}}},
                 {"id": "V1-depth", "verdict": "inconclusive", "paper_verdict": None,
-                 "interval": {"quantity": "per sparsity", "verdict": "inconclusive", "n": {"runs": 2}}},
+                 "ours": {"per_sparsity": [
+                     {"method": "wanda", "calibration": "c4", "sparsity": s, "log_ppl_diff": d, "lo": lo, "hi": hi,
+                      "seeds": [0, 1], "windows": 6, "blocks": 24, "verdict": v}
+                     for s, d, lo, hi, v in ((0.5, 0.0171, 0.009, 0.024, "holds"),
+                                             (0.7, 0.006, -0.01, 0.027, "inconclusive"))]},
+                 "interval": {"quantity": "ramp - paper", "verdict": "inconclusive", "n": {"runs": 2}}},
             ]}
 
 
@@ -31,7 +36,7 @@ def _summary():
 
 def _comparisons():
     return pl.DataFrame([{"model": "m", "method": "wanda", "calibration": "c4", "sparsity": s, "allocation": "uniform",
-                          "windows": 6, "log_ppl_diff": d, "lo": lo, "hi": hi, "verdict": v, "level": 0.95}
+                          "windows": 6, "blocks": 24, "log_ppl_diff": d, "lo": lo, "hi": hi, "verdict": v, "level": 0.95}
                          for s, d, lo, hi, v in ((0.5, 0.0538, 0.01, 0.09, "holds"),
                                                  (0.6, 0.3, -0.02, 0.61, "inconclusive"))])
 
@@ -46,7 +51,11 @@ def test_summary_prints_the_inputs_numbers():
     lines = text.splitlines()
     f1 = next(ln for ln in lines if ln.startswith("| F1 |"))
     assert f1 == "| F1 | q1 | +0.123 | [+0.050, +0.200] | samples per domain 4, domains 2 | **holds** | holds |"
-    assert "| V1-depth | per sparsity | n/a | n/a | runs 2 | **inconclusive** | n/a |" in lines
+    assert ("| V1-depth 50% | ramp - paper, wanda, calibration c4 | +0.017 | [+0.009, +0.024] | seeds 2, token blocks 24 "
+            "| holds | n/a |") in lines
+    assert "| V1-depth 70% | ramp - paper, wanda, calibration c4 | +0.006 | [-0.010, +0.027] | seeds 2, token blocks 24 " \
+           "| inconclusive | n/a |" in lines
+    assert "| V1-depth | holds only if it holds at every sparsity |  |  |  | **inconclusive** | n/a |" in lines
     assert "95% bootstrap, 1000 resamples" in text and "holds if lo > 0." in text
     assert "| uniform | 41.04 ± 0.07 (2) | 130.00 ± 3.00 (2) | – |" in lines
     assert "| paper | 38.90 ± 0.20 (2) | 96.00 ± 1.50 (2) | +0.90 |" in lines

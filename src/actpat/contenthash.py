@@ -7,8 +7,9 @@ carries ``CONTENT.json``: every file's size, mtime and full SHA-256, written whe
 is made.  Two checks read it:
 
 * ``state(dir)``, at DAG time (rule params): "as written" while every file still has its
-  recorded size and mtime (a ``stat`` per file, no reading), else the digest of what is there
-  now, so the rules that read the directory rerun after an in-place change;
+  recorded size and mtime (a ``stat`` per file, no reading) or, where one changed, its recorded
+  bytes (a touch: that file is hashed); else the digest of what is there now, so the rules
+  that read the directory rerun after an in-place change;
 * ``verify(dir)``, in the jobs: a file whose size or mtime changed is hashed in full and
   refused, naming it, unless its content is unchanged.  ``full=True`` hashes every file.
 
@@ -98,8 +99,8 @@ def state(directory: str | Path) -> str | None:
     if manifest is None:
         return UNCHANGED
     missing, added, restat = _changed(d, manifest)
-    if not (missing or added or restat):
-        return UNCHANGED
+    if not (missing or added) and all(file_sha256(d / n) == manifest["files"][n]["sha256"] for n in restat):
+        return UNCHANGED  # touched or rewritten with the same bytes: nothing to rerun
     return "changed:" + tree_sha256(d)[:16]
 
 

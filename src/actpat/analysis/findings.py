@@ -457,8 +457,9 @@ def add_intervals(result: dict, *, density: pl.DataFrame, probes: Mapping[str, p
                           for d in doms}
         else:
             point, boot, per_domain = None, None, {}
+        measure = "density above γ" if m == "above" else "top-k share"
         by_id[fid]["interval"] = _interval_entry(
-            "min over domains of min(mid - deep half, mid - layer 1)", point, boot,
+            f"{measure}: min over domains of min(mid - deep half, mid - layer 1)", point, boot,
             {"samples_per_domain": n_samples, "domains": len(doms)}, level, n_boot)
         by_id[fid]["interval"]["per_domain"] = {d: {k: e[k] for k in ("value", "lo", "hi", "verdict")}
                                                 for d, e in per_domain.items()}
@@ -554,7 +555,7 @@ def depth_control(comparisons: pl.DataFrame) -> dict:
     """Validation 1's control: does the paper rule beat the linear depth ramp with its own spread?"""
     rows = comparisons.filter(pl.col("allocation") == "depth_ramp").sort("method", "calibration", "sparsity")
     per = [{k: r[k] for k in ("method", "calibration", "sparsity", "log_ppl_diff", "lo", "hi", "ppl_ratio",
-                               "seeds", "windows", "verdict")} for r in rows.iter_rows(named=True)]
+                               "seeds", "windows", "blocks", "verdict")} for r in rows.iter_rows(named=True)]
     vs = {p["verdict"] for p in per}
     v = UNMEASURED if not per else HOLDS if vs == {HOLDS} else FAILS if vs == {FAILS} else INCONCLUSIVE
     detail = "; ".join(f"{p['method']} {p['sparsity']:.0%} ({p['calibration']}): PPL ratio ramp/paper "
@@ -565,10 +566,11 @@ def depth_control(comparisons: pl.DataFrame) -> dict:
         "claim": "The activation counts add something over depth alone: the paper rule prunes better than a "
                  "linear depth ramp with the same spread.",
         "measure": "log PPL(depth_ramp) - log PPL(paper), mean over shared calibration seeds, paired bootstrap over "
-                   "evaluation windows; holds only if it holds at every sparsity",
+                   "seeds and token blocks of the evaluation text; holds only if it holds at every sparsity",
         "ours": {"per_sparsity": per}, "paper": None, "paper_source": "not in the paper (a control)",
         "paper_verdict": None, "holds": None if v in (UNMEASURED, INCONCLUSIVE) else v == HOLDS,
         "verdict": v, "point_verdict": None, "reason": None if per else detail, "detail": detail,
-        "interval": {"quantity": "per sparsity, see ours.per_sparsity", "verdict": v,
+        "interval": {"quantity": "log PPL(depth ramp) - log PPL(paper rule), per sparsity (ours.per_sparsity)",
+                     "verdict": v,
                      "n": {"runs": len(per)}},
     }

@@ -4,9 +4,9 @@
 * ``three_way``: a claim "quantity > 0" *holds* when the whole interval is above 0, *does not hold*
   when the whole interval is below 0, and is *inconclusive* otherwise (``not measured`` without one).
 * ``wilson``: the Wilson score interval of a binomial proportion (zero-shot accuracies).
-* ``paired_window_bootstrap``: the difference in log-perplexity between two pruned models evaluated on
-  the same windows, as the mean over calibration seeds, with windows resampled (paired) -- the noise of
-  the evaluation text; the seeds' own spread is reported beside it.
+* ``paired_block_bootstrap``: the difference in log-perplexity between two pruned models evaluated on
+  the same text, as the mean over calibration seeds, with the seeds and the text's token blocks
+  resampled (paired): the noise of the calibration draw and of the evaluation text.
 
 Every resampling takes an explicit seed, so an interval is reproducible bit for bit.
 """
@@ -78,21 +78,29 @@ def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float] |
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def paired_window_bootstrap(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], tokens_per_window: int,
-                            *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
-    """log PPL(a) - log PPL(b), mean over seeds; ``a[k]``, ``b[k]`` are the per-window NLL sums of seed k.
+def paired_block_bootstrap(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], tokens: Sequence[int], *,
+                           n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """log PPL(a) - log PPL(b), mean over calibration seeds, with a two-level paired bootstrap.
 
-    Windows are resampled with one draw shared by every seed and by both models (they are the same
-    text), so what the interval measures is how much the comparison depends on the evaluation text.
+    ``a[k]``, ``b[k]``: the NLL sums of the evaluation text's token blocks for calibration seed k
+    (the same blocks for every seed and both models); ``tokens``: the tokens of each block.  Each
+    replicate draws the seeds with replacement (the calibration draw) and, shared by all seeds and
+    both models, the blocks with replacement (the evaluation text), so the interval covers both
+    sources of noise; with one seed it covers the text only.
     """
     A, B = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if A.shape != B.shape or A.ndim != 2 or A.shape[1] == 0:
-        raise ValueError(f"per-window NLLs must be [seeds, windows] of equal shape; got {A.shape} and {B.shape}")
-    diff = (A - B) / tokens_per_window  # [seeds, windows]: per-token NLL difference of each window
-    point_seeds = diff.mean(1)
+    n = np.asarray(tokens, dtype=np.float64)
+    if A.shape != B.shape or A.ndim != 2 or A.shape[1] == 0 or n.shape != A.shape[1:]:
+        raise ValueError(f"block NLLs must be [seeds, blocks] of equal shape with one token count per block; got "
+                         f"{A.shape}, {B.shape} and {n.shape}")
+    D = A - B  # [seeds, blocks]
+    point_seeds = D.sum(1) / n.sum()
     rng = np.random.default_rng(seed)
-    idx = resample_indices(diff.shape[1], n_boot, rng)
-    boot = diff[:, idx].mean(2).mean(0)  # [n_boot]
+    S, K = D.shape
+    blocks = resample_counts(K, n_boot, rng)  # [n_boot, blocks] multiplicities
+    per_seed = (blocks @ D.T) / (blocks @ n)[:, None]  # [n_boot, seeds]
+    seeds = resample_indices(S, n_boot, rng)
+    boot = np.take_along_axis(per_seed, seeds, 1).mean(1)
     return {"diff": float(point_seeds.mean()), "per_seed": point_seeds.tolist(),
-            "interval": percentile_interval(boot, level), "seeds": int(diff.shape[0]),
-            "windows": int(diff.shape[1]), "n_boot": n_boot, "level": level}
+            "interval": percentile_interval(boot, level), "seeds": S, "blocks": K, "n_boot": n_boot,
+            "level": level}

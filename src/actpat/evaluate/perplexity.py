@@ -32,6 +32,11 @@ from ..prune.calibration import adds_bos
 log = logging.getLogger(__name__)
 
 
+# Paired comparisons between pruned models resample blocks of this many consecutive predicted tokens
+# (a block bootstrap: a few windows are too few units, single tokens are not independent).
+BLOCK_TOKENS = 128
+
+
 class PerplexityError(ValueError):
     pass
 
@@ -90,14 +95,18 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int | Non
     if batch_size is None:  # keep the float32 logits of one batch under max_logit_bytes
         batch_size = max(1, max_logit_bytes // (T * vocab * 4))
     dev = model.get_input_embeddings().weight.device
-    per_window: list[float] = []  # NLL sum of each window: paired comparisons between models resample these
+    per_window: list[float] = []  # NLL sum of each window
+    per_block: list[list[float]] = []  # ... and of each block of BLOCK_TOKENS predicted tokens in it
     count = 0
     for b in tqdm(range(0, n, batch_size), desc="perplexity", disable=not progress):
         x = windows[b:b + batch_size].to(dev)
         logits = model(input_ids=x, use_cache=False).logits[:, :-1].float()
         tok = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none").double()
-        per_window += tok.view(x.shape[0], -1).sum(1).tolist()
+        tok = tok.view(x.shape[0], -1)
+        per_window += tok.sum(1).tolist()
+        pad = -tok.shape[1] % BLOCK_TOKENS  # the last block may be shorter: zeros add nothing to its sum
+        per_block += torch.nn.functional.pad(tok, (0, pad)).view(tok.shape[0], -1, BLOCK_TOKENS).sum(2).tolist()
         count += x[:, 1:].numel()
     nll = float(sum(per_window))
     mean_nll = nll / count
@@ -107,4 +116,4 @@ def perplexity(model: nn.Module, windows: torch.Tensor, *, batch_size: int | Non
     if ppl is None:
         log.warning("mean NLL %.1f nats per token: perplexity overflows, reported as null", mean_nll)
     return {"perplexity": ppl, "mean_nll": mean_nll, "nll_sum": nll, "tokens": count, "windows": n, "seq_len": T,
-            "window_nll": per_window}
+            "window_nll": per_window, "block_tokens": BLOCK_TOKENS, "block_nll": per_block}

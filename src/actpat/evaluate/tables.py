@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ..analysis.uncertainty import paired_window_bootstrap, three_way, wilson
+from ..analysis.uncertainty import paired_block_bootstrap, three_way, wilson
 
 SCORERS = ("paper", "acc", "acc_norm")
 SCORER_TITLES = {
@@ -77,9 +77,20 @@ COMPARE_TO = "paper"  # every other allocation is compared with the paper's rule
 COMPARISON_SCHEMA = {
     "model": pl.String, "method": pl.String, "calibration": pl.String, "sparsity": pl.Float64,
     "allocation": pl.String, "baseline": pl.String, "seeds": pl.List(pl.Int64), "windows": pl.Int64,
-    "log_ppl_diff": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "per_seed": pl.List(pl.Float64),
+    "blocks": pl.Int64, "log_ppl_diff": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "per_seed": pl.List(pl.Float64),
     "ppl_ratio": pl.Float64, "verdict": pl.String, "n_boot": pl.Int64, "level": pl.Float64,
 }
+
+
+def _flat(blocks: Sequence[Sequence[float]]) -> list[float]:
+    return [x for window in blocks for x in window]
+
+
+def block_sizes(ppl: dict) -> list[int]:
+    """Predicted tokens in each block of a perplexity record, in the order of its flattened ``block_nll``."""
+    per_window, size = ppl["seq_len"] - 1, ppl["block_tokens"]
+    one = [min(size, per_window - s) for s in range(0, per_window, size)]
+    return one * ppl["windows"]
 
 
 def comparisons(paths: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
@@ -87,8 +98,8 @@ def comparisons(paths: Sequence[str | Path], *, n_boot: int = 1000, level: float
     """Each allocation against the paper rule, same method, sparsity and calibration domain.
 
     ``log_ppl_diff`` = log PPL(allocation) - log PPL(paper), averaged over the calibration seeds both have,
-    with the paired window bootstrap interval (``actpat.analysis.uncertainty``).  The verdict is on "the paper
-    rule is better" (diff > 0): holds, does not hold (the allocation is better), or inconclusive.
+    with the paired bootstrap interval over seeds and token blocks (``actpat.analysis.uncertainty``).  The
+    verdict is on "the paper rule is better" (diff > 0): holds, does not hold (the allocation is better), or inconclusive.
     """
     runs = [json.loads(Path(p).read_text()) for p in paths]
     by_key: dict[tuple, dict[str, dict[int, dict]]] = {}
@@ -106,17 +117,17 @@ def comparisons(paths: Sequence[str | Path], *, n_boot: int = 1000, level: float
             if alloc == COMPARE_TO:
                 continue
             seeds = sorted(set(base) & set(per_seed))
-            if not seeds or any("window_nll" not in base[k] for k in seeds):
+            if not seeds or any("block_nll" not in r[k] for r in (base, per_seed) for k in seeds):
                 continue
-            T = base[seeds[0]]["seq_len"] - 1
-            res = paired_window_bootstrap([per_seed[k]["window_nll"] for k in seeds],
-                                          [base[k]["window_nll"] for k in seeds], T, n_boot=n_boot, level=level,
-                                          seed=seed)
+            res = paired_block_bootstrap([_flat(per_seed[k]["block_nll"]) for k in seeds],
+                                         [_flat(base[k]["block_nll"]) for k in seeds], block_sizes(base[seeds[0]]),
+                                         n_boot=n_boot, level=level, seed=seed)
             lo, hi = res["interval"]
             rows.append({"model": model, "method": method, "calibration": cal, "sparsity": sp, "allocation": alloc,
-                         "baseline": COMPARE_TO, "seeds": seeds, "windows": res["windows"],
-                         "log_ppl_diff": res["diff"], "lo": lo, "hi": hi, "per_seed": res["per_seed"],
-                         "ppl_ratio": float(np.exp(res["diff"])), "verdict": three_way((lo, hi)),
+                         "baseline": COMPARE_TO, "seeds": seeds, "windows": base[seeds[0]]["windows"],
+                         "blocks": res["blocks"], "log_ppl_diff": res["diff"], "lo": lo, "hi": hi,
+                         "per_seed": res["per_seed"], "ppl_ratio": float(np.exp(res["diff"])),
+                         "verdict": three_way((lo, hi)),
                          "n_boot": n_boot, "level": level})
     return pl.DataFrame(rows, schema=COMPARISON_SCHEMA)
 
@@ -185,8 +196,8 @@ def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp
     if comp is not None and comp.height:
         lines += ["", f"## Each allocation against the paper rule (paired, {int(comp['level'][0] * 100)}% intervals)",
                   "", "log PPL(allocation) − log PPL(paper), the mean over the calibration seeds both share; the "
-                  f"interval resamples the {comp['windows'][0]} evaluation windows ({comp['n_boot'][0]} resamples, "
-                  "paired across models and seeds); per seed: the same difference for each seed.  Verdict on "
+                  f"interval resamples the calibration seeds and the {comp['blocks'][0]} token blocks of the {comp['windows'][0]} evaluation windows ({comp['n_boot'][0]} resamples, paired "
+                  "across models and seeds); per seed: the same difference for each seed.  Verdict on "
                   "\"the paper rule is better\": " + VERDICT_TEXT, ""]
         cols = ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "interval",
                 "per seed", "verdict"]
@@ -310,7 +321,7 @@ def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]
         tables.append({
             "id": "vs-paper", "title": "Each allocation against the paper rule", "digits": 3,
             "caption": "log PPL(allocation) − log PPL(paper), mean over shared seeds, with the paired bootstrap "
-                       "interval over evaluation windows; verdict on 'the paper rule is better': " + VERDICT_TEXT,
+                       "interval over seeds and token blocks of the evaluation text; verdict on 'the paper rule is better': " + VERDICT_TEXT,
             "columns": ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "lo",
                         "hi", "seeds", "verdict"],
             "rows": [[r["model"], r["method"], r["calibration"], r["sparsity"], r["allocation"], r["ppl_ratio"],

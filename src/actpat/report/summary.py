@@ -33,6 +33,15 @@ def findings_lines(findings: Mapping) -> list[str]:
     rows, level, resamples = [], None, None
     for f in findings["findings"]:
         iv = f.get("interval") or {}
+        per = (f.get("ours") or {}).get("per_sparsity") if isinstance(f.get("ours"), dict) else None
+        if per:  # one row per sparsity (V1-depth), then the overall verdict
+            for p in per:
+                rows.append([f"{f['id']} {p['sparsity']:.0%}", f"{iv['quantity']}, {p['method']}, calibration "
+                             f"{p['calibration']}", _f(p["log_ppl_diff"], "+.3f"), f"[{p['lo']:+.3f}, {p['hi']:+.3f}]",
+                             n_text({"seeds": len(p["seeds"]), "token blocks": p["blocks"]}), p["verdict"], "n/a"])
+            rows.append([f["id"], "holds only if it holds at every sparsity", "", "", "", f"**{f['verdict']}**",
+                         f.get("paper_verdict") or "n/a"])
+            continue
         level, resamples = iv.get("level", level), iv.get("resamples", resamples)
         ci = "n/a" if iv.get("lo") is None else f"[{iv['lo']:+.3f}, {iv['hi']:+.3f}]"
         rows.append([f["id"], iv.get("quantity", "n/a"), _f(iv.get("value"), "+.3f"), ci, n_text(iv.get("n")),
@@ -76,8 +85,8 @@ def pruning_lines(summary: pl.DataFrame, comparisons: pl.DataFrame) -> list[str]
         if c.height:
             lvl = int(round(100 * c["level"][0]))
             out += ["", f"Each allocation against the paper rule: Δ log PPL = log PPL(allocation) − log PPL(paper) "
-                        f"[{lvl}% paired bootstrap over {c['windows'][0]} evaluation windows]; verdict on \"the paper "
-                        "rule is better\":", ""]
+                        f"[{lvl}% paired bootstrap over the calibration seeds and {c['blocks'][0]} token blocks of "
+                        f"{c['windows'][0]} evaluation windows]; verdict on \"the paper rule is better\":", ""]
             rows = []
             for alloc in c["allocation"].unique(maintain_order=True).to_list():
                 cells = []
