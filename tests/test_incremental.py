@@ -103,7 +103,9 @@ def test_code_changes_rerun_exactly_the_rules_that_run_that_code(done):
     pkg = SNAKEFILE["path"].parent / "src" / "actpat"
     store = pkg / "engine" / "store.py"
     unrelated = pkg / "analysis" / "sts.py"  # reached by no rule of these targets
-    saved = {p: p.read_text() for p in (store, unrelated)}
+    script = SNAKEFILE["path"].parent / "scripts" / "merge_scores.py"
+    saved = {p: p.read_text() for p in (store, unrelated, script)}
+    script_stat = script.stat()
     try:
         # comments and docstrings are not code
         store.write_text(saved[store].replace('"""', '"""Edited docstring. ', 1) + "\n# a comment\n")
@@ -117,9 +119,15 @@ def test_code_changes_rerun_exactly_the_rules_that_run_that_code(done):
         for j in jobs:  # the merges follow their shards (Snakemake names that reason first)
             if j.rule in ("score_shard", "score_panel"):
                 assert "Params have changed since last execution" in j.reason, (j.rule, j.reason)
+        store.write_text(saved[store])
+        # a rule's own script: Snakemake's code trigger (the script's mtime), that rule only
+        script.write_text(saved[script] + "\nlog_done = True\n")
+        _, jobs = dry(done, BASE)
+        assert job_keys(jobs) == merges(*DOMAINS)
     finally:
         for p, text in saved.items():
             p.write_text(text)
+        os.utime(script, ns=(script_stat.st_atime_ns, script_stat.st_mtime_ns))
     _, jobs = dry(done, BASE)
     assert job_keys(jobs) == set()
 

@@ -326,3 +326,10 @@ def test_7b_dry_run_with_the_slurm_profile(tmp_path):
         if any(o.endswith((".svg", ".png", ".html")) for o in j.output):
             assert j.rule in local, f"{j.rule} writes a figure or page but is not a localrule"
     assert {"domain_table", "merge_panel", "analysis_figures", "report_html"} <= {j.rule for j in jobs} & local
+    # docs/cluster.md's worked example prints these counts: they must be this dry run's
+    doc = (REPO / "docs" / "cluster.md").read_text()
+    gpu = sum(1 for j in jobs if j.rule in GPU_RULES)
+    light = sum(1 for j in jobs if j.rule in local and j.rule != "all")
+    total = sum(1 for j in jobs if j.rule != "all")
+    assert f"lists {total} jobs" in doc and f"and {count['prune_evaluate']} pruning runs" in doc
+    assert f"That is {gpu} GPU jobs and {total - gpu - light} CPU jobs through `sbatch`, {light} light jobs" in doc
