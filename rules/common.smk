@@ -358,7 +358,7 @@ def prune_run(wildcards):
 
 
 def activation_domain():
-    """Domain whose score store gives the paper allocation's N_i (default: the calibration set)."""
+    """Domain whose mean activations give the paper allocation's N_i (default: the calibration set)."""
     return (
         config["prune"]["activation_domain"] or config["prune"]["calibration"]["domain"]
     )
@@ -419,7 +419,10 @@ def prune_inputs(wildcards):
     if needs_calibration(run.method, run.allocation):
         out["calibration"] = calibration_table(run.calibration)
     if run.allocation in NEEDS_COUNTS:
-        out["store"] = f"results/scores/{wildcards.model}/{activation_domain()}.zarr"
+        # N_i: the exact counts of the density table, not the full store
+        out["density"] = (
+            f"results/analysis/{wildcards.model}/density/{activation_domain()}.parquet"
+        )
     return out
 
 

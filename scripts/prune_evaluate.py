@@ -17,7 +17,7 @@ with rule_logging(snakemake) as log:
     run = PruneRun(**p.run) if p.run else None
     counts = None
     if run is not None and run.allocation in NEEDS_COUNTS:
-        counts = activation_counts(snakemake.input.store, p.gamma, num_layers(model))
+        counts = activation_counts(snakemake.input.density, p.gamma, num_layers(model))
     out = snakemake.output
     prune_and_evaluate(
         model, tok, model_name=snakemake.wildcards.model, run=run,

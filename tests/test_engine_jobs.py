@@ -11,7 +11,8 @@ from actpat.cli import main as cli
 from actpat.engine import jobs
 from actpat.engine.reference import batch1_activations, layer_vectors, llmdcos
 from actpat.engine.scorer import ActivationScorer, ScoreOptions
-from actpat.engine.store import ScoreStore, StoreError, layer_counts, write_store
+from actpat.analysis.density import layer_density
+from actpat.engine.store import ScoreStore, StoreError, write_store
 
 from tiny import tiny_llama, tiny_tokenizer
 
@@ -71,7 +72,8 @@ def test_shards_merge_to_the_single_run_and_the_reference(saved):
         assert np.abs(m - want).max() / np.abs(want).max() < 1e-5
     # per-layer counts of the mean against the reference mean
     L = merged.attrs["layers"]
-    counts = layer_counts(saved / "m.zarr", [1e-4])[1e-4]
+    counts = layer_density(saved / "m.zarr", [1e-4]).filter(pl.col("measure") == "above_threshold").sort("layer")[
+        "count"].to_numpy()
     want = np.zeros(L, dtype=np.int64)
     for w in ws:
         mean = torch.stack([r[w.name] for r in ref]).mean(0)

@@ -174,20 +174,28 @@ def _mc_table(n, task, k=3):
     })
 
 
-def test_activation_counts_from_a_store(tmp_path):
+def test_activation_counts_from_the_density_table_equal_numpy_counts_on_the_store(tmp_path):
+    from actpat.analysis.density import layer_density
+
     store = tmp_path / "s.zarr"
     a0 = np.array([[0.1, 2e-5], [3e-5, 1e-6]], dtype=np.float32)
     a1 = np.array([[5e-5, 5e-5, 5e-5]], dtype=np.float32)
     write_store(store, {"model.layers.0.mlp.up_proj.weight": a0, "model.layers.1.mlp.up_proj.weight": a1}, {
-        "layers": 2, "kind": "mean", "weights": [
+        "layers": 2, "kind": "mean", "n_samples": 4, "weights": [
             {"name": "model.layers.0.mlp.up_proj.weight", "layer": 0, "matrix": "mlp.up_proj", "shape": [2, 2]},
             {"name": "model.layers.1.mlp.up_proj.weight", "layer": 1, "matrix": "mlp.up_proj", "shape": [1, 3]}]})
-    assert activation_counts(store, 1.5e-5, 2).tolist() == [3, 3]
-    assert activation_counts(store, 4e-5).tolist() == [1, 3]
+    density = tmp_path / "density.parquet"
+    layer_density(store, [1.5e-5, 4e-5, 1.0], model="m").write_parquet(density)
+    for gamma in (1.5e-5, 4e-5):
+        want = [int((a0 > gamma).sum()), int((a1 > gamma).sum())]
+        assert activation_counts(density, gamma, 2).tolist() == want
+    assert activation_counts(density, 1.5e-5).tolist() == [3, 3]
     with pytest.raises(ValueError, match="another model"):
-        activation_counts(store, 1e-5, 3)
+        activation_counts(density, 1.5e-5, 3)
     with pytest.raises(ValueError, match="lower"):
-        activation_counts(store, 1.0)
+        activation_counts(density, 1.0)
+    with pytest.raises(ValueError, match=r"no counts at gamma = 2e-05 .*one of the model's thresholds"):
+        activation_counts(density, 2e-5)
 
 
 def test_prune_and_evaluate_end_to_end(tmp_path):

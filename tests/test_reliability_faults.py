@@ -33,7 +33,8 @@ import torch
 from actpat.analysis.density import layer_density
 from actpat.engine import jobs
 from actpat.engine.scorer import ScoreOptions
-from actpat.engine.store import ScoreStore, StoreError, layer_counts, merge_sum_stores, write_store
+from actpat.analysis.density import layer_density
+from actpat.engine.store import ScoreStore, StoreError, merge_sum_stores, write_store
 
 from analysis_synth import write_workdir
 from rel_helpers import REPO, SNAKEMAKE, base_config, cmdline, descendants, make_workdir, save_tiny_model, snakemake, \
@@ -324,7 +325,7 @@ def test_flipped_bytes_fail_the_checksum_naming_store_and_array(store):
     with pytest.raises(StoreError, match=rf"s\.zarr: array '{re.escape(name)}' cannot be read .*corrupted"):
         ScoreStore(store).read(name)
     with pytest.raises(StoreError, match=re.escape(name)):
-        layer_counts(store, [0.1])  # the pruning allocation's N_i
+        layer_density(store, [0.1])  # the density table, where the pruning allocation's N_i come from
     with pytest.raises(StoreError, match=re.escape(name)):
         merge_sum_stores([store], store.parent / "m.zarr")
     assert not (store.parent / "m.zarr").exists()

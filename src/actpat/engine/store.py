@@ -115,30 +115,6 @@ class ScoreStore:
             yield name, self.read(name)
 
 
-def layer_counts(path: str | Path, thresholds: Iterable[float]) -> dict[float, np.ndarray]:
-    """Per decoder layer, the number of weights whose stored value exceeds each threshold.
-
-    For a final store (means) this is the paper's N_i (Finding 1, Validation 1).
-    """
-    store = ScoreStore(path)
-    thresholds = list(thresholds)
-    L = int(store.attrs["layers"])
-    layer = store.layer_of()
-    out = {t: np.zeros(L, dtype=np.int64) for t in thresholds}
-    for name, values in store.items():
-        for t in thresholds:
-            out[t][layer[name]] += int(np.count_nonzero(values > t))
-    return out
-
-
-def layer_sizes(path: str | Path) -> np.ndarray:
-    store = ScoreStore(path)
-    sizes = np.zeros(int(store.attrs["layers"]), dtype=np.int64)
-    for w in store.attrs["weights"]:
-        sizes[int(w["layer"])] += int(np.prod(w["shape"]))
-    return sizes
-
-
 def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict | None = None) -> Path:
     """Merge shard stores (sums) into a final store (means), adding in the given order.
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import polars as pl
 import torch
 
@@ -58,21 +59,28 @@ def save_model_dir(model, tokenizer, out: str | Path) -> Path:
     return Path(out)
 
 
-def activation_counts(store: str | Path, gamma: float, n_layers: int | None = None):
-    """N_i of the paper's allocation: per block, weights whose mean activation exceeds gamma."""
-    from ..engine.store import ScoreStore, layer_counts
+def activation_counts(density: str | Path, gamma: float, n_layers: int | None = None) -> np.ndarray:
+    """N_i of the paper's allocation: per block, weights whose mean activation exceeds gamma.
 
-    attrs = ScoreStore(store).attrs
-    if attrs.get("kind", "mean") != "mean":
-        raise ValueError(f"{store} holds shard sums, not means; use the merged store")
-    counts = layer_counts(store, [gamma])[gamma]
+    Read from the domain's density table (``actpat.analysis.density``: exact counts over the
+    merged store at each configured threshold), so a pruning job never reads the full store.
+    """
+    t = pl.read_parquet(density).filter(pl.col("measure") == "above_threshold")
+    rows = t.filter((pl.col("param") - gamma).abs() <= 1e-12 * abs(gamma)).sort("layer")
+    if rows.height == 0:
+        have = sorted(t["param"].unique().to_list())
+        raise ValueError(f"{density} has no counts at gamma = {gamma} (it has {have}); gamma must be one of the "
+                         "model's thresholds")
+    counts = rows["count"].to_numpy().astype(np.int64)
+    if not np.array_equal(rows["layer"].to_numpy(), np.arange(len(counts))):
+        raise ValueError(f"{density}: layers {rows['layer'].to_list()} are not 0..{len(counts) - 1}")
     if n_layers is not None and len(counts) != n_layers:
-        raise ValueError(f"{store} has {len(counts)} layers but the model has {n_layers}; it was scored with "
+        raise ValueError(f"{density} has {len(counts)} layers but the model has {n_layers}; it was scored with "
                          "another model")
     if counts.sum() == 0:
-        raise ValueError(f"{store}: no weight has a mean activation above gamma = {gamma}; lower "
+        raise ValueError(f"{density}: no weight has a mean activation above gamma = {gamma}; lower "
                          "models.<model>.thresholds[0] (the primary threshold)")
-    log.info("activated weights per block (gamma %g, %s): %s", gamma, store, counts.tolist())
+    log.info("activated weights per block (gamma %g, %s): %s", gamma, density, counts.tolist())
     return counts
 
 
