@@ -4,7 +4,7 @@ Each output's shards are the input of the same name (output ``gram`` <- input ``
 
 import polars as pl
 
-from actpat.engine.tables import write_parquet
+from actpat.atomic import write_parquet
 from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:

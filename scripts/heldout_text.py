@@ -1,6 +1,7 @@
 """Held-out documents of a text domain, for perplexity: results/data/<domain>.heldout.txt."""
 
-from actpat.data.tables import build_heldout_text, write_text
+from actpat.atomic import write_text
+from actpat.data.tables import build_heldout_text
 from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:

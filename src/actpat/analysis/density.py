@@ -45,15 +45,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import polars as pl
 
+from ..contracts import DENSITY_SCHEMA
 from ..engine.store import ScoreStore, StoreError
 
 log = logging.getLogger(__name__)
-
-DENSITY_SCHEMA = {
-    "model": pl.String, "domain": pl.String, "n_samples": pl.Int64, "layer": pl.Int64,
-    "n_weights": pl.Int64, "measure": pl.String, "param": pl.Float64, "cut": pl.Float64,
-    "count": pl.Int64, "value": pl.Float64,
-}
 
 _GINI_CHUNK = 1 << 24  # float64 work buffer of the weighted sum: 128 MB at most
 

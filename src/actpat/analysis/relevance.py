@@ -27,9 +27,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import polars as pl
 
+from ..contracts import EMBEDDING_COS_SCHEMA, EMBEDDING_SCHEMA
+
 log = logging.getLogger(__name__)
 
-EMBEDDING_SCHEMA = {"domain": pl.String, "n_texts": pl.Int64, "dim": pl.Int64, "mean": pl.List(pl.Float64)}
 
 
 def llmdcos_matrix(pairs: pl.DataFrame | pl.LazyFrame, window: tuple[int, int]) -> pl.DataFrame:
@@ -106,8 +107,7 @@ def embedding_similarity(emb: pl.DataFrame) -> pl.DataFrame:
                 pair = dots[i, j]
             rows.append({"domain_a": a, "domain_b": b, "embedding_cos": float(cos),
                          "embedding_pair_cos": None if pair is None else float(pair)})
-    return pl.DataFrame(rows, schema={"domain_a": pl.String, "domain_b": pl.String,
-                                      "embedding_cos": pl.Float64, "embedding_pair_cos": pl.Float64})
+    return pl.DataFrame(rows, schema=EMBEDDING_COS_SCHEMA)
 
 
 def relevance_table(pairs: pl.DataFrame, windows: Mapping[str, tuple[int, int]],

@@ -39,13 +39,10 @@ from typing import Iterable, Sequence
 
 import polars as pl
 
+from ..contracts import GRAM_SCHEMA
+
 log = logging.getLogger(__name__)
 
-GRAM_COLUMNS = {
-    "model": pl.String, "layer": pl.Int64, "id_a": pl.String, "domain_a": pl.String,
-    "id_b": pl.String, "domain_b": pl.String, "dot": pl.Float64, "norm2_a": pl.Float64,
-    "norm2_b": pl.Float64, "llmdcos": pl.Float64,
-}
 WHIS = 1.5
 # LLMDcos is recomputed from dot and norms as a consistency check; float32 rounding of
 # the stored columns stays far below this.
@@ -71,11 +68,11 @@ def scan_gram(path: str | Path) -> pl.LazyFrame:
         raise GramError(f"gram table {path} does not exist; run the scoring job that writes it")
     lf = pl.scan_parquet(path)
     have = lf.collect_schema()
-    missing = [c for c in GRAM_COLUMNS if c not in have]
+    missing = [c for c in GRAM_SCHEMA if c not in have]
     if missing:
-        raise GramError(f"{path}: missing column(s) {missing}; a gram table has {list(GRAM_COLUMNS)} "
+        raise GramError(f"{path}: missing column(s) {missing}; a gram table has {list(GRAM_SCHEMA)} "
                         "(docs/contracts.md)")
-    return (lf.select(list(GRAM_COLUMNS)).cast(GRAM_COLUMNS)
+    return (lf.select(list(GRAM_SCHEMA)).cast(GRAM_SCHEMA)
             .with_columns(pl.lit(str(path)).alias("_file"), pl.int_range(pl.len()).alias("_row")))
 
 

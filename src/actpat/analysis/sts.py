@@ -26,6 +26,7 @@ import polars as pl
 from scipy import stats
 
 from actpat.analysis.uncertainty import three_way
+from actpat.contracts import STS_RESULT_SCHEMA
 from actpat.config import paper_sts_window, resolve_window
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,6 @@ PAPER_TABLE3 = [
 # Windows llama_sts.py also printed, as (start for 32 layers, end offset from L, exclusive).
 POSTHOC_WINDOWS = [(12, 2), (12, 0), (16, 2), (16, 0), (20, 0)]
 
-RESULT_COLUMNS = {
-    "model": pl.String, "pairset": pl.String,
-    "kind": pl.String,  # window | layer | posthoc_window | baseline
-    "measure": pl.String,  # llmdcos_sum | llmdcos | hidden_cos | embedding_cos
-    "label": pl.String, "first": pl.Int64, "last": pl.Int64,
-    "n": pl.Int64, "n_excluded": pl.Int64,
-    "spearman": pl.Float64, "spearman_p": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
-    "n_boot": pl.Int64, "pearson": pl.Float64, "pearson_p": pl.Float64, "note": pl.String,
-    "verdict": pl.String,  # on "rho > 0" from the interval: holds / does not hold / inconclusive
-}
 
 
 # ----------------------------------------------------------------------------- windows
@@ -255,7 +246,7 @@ def embedding_cosine(text_a: list[str], text_b: list[str], asset_dir: str | Path
 def evaluate(pairs: pl.DataFrame, llm: pl.DataFrame, hidden: pl.DataFrame | None = None,
              embedding_cos: np.ndarray | None = None, *, window=None, n_boot: int = 1000, seed: int = 1,
              model: str = "", pairset: str = "") -> pl.DataFrame:
-    """The results table (columns ``RESULT_COLUMNS``): the window sum, every layer, the post-hoc
+    """The results table (columns ``STS_RESULT_SCHEMA``): the window sum, every layer, the post-hoc
     windows and the baselines, each with Spearman rho, p, bootstrap interval and Pearson r.
 
     ``window`` is the config's ``sts.window`` ([first, last] or None for the paper's rule).
@@ -303,7 +294,7 @@ def evaluate(pairs: pl.DataFrame, llm: pl.DataFrame, hidden: pl.DataFrame | None
                 plo, phi, window_sum(mat, (plo, phi)))
     for layer in range(L):
         add("layer", "llmdcos", f"LLMDcos of layer {layer}", layer, layer, mat[:, layer])
-    res = pl.DataFrame(rows, schema=RESULT_COLUMNS)
+    res = pl.DataFrame(rows, schema=STS_RESULT_SCHEMA)
     # One warning per distinct reason (a constant human score would otherwise repeat per row).
     for (k,), grp in res.filter(pl.col("n_excluded") > 0).group_by("n_excluded", maintain_order=True):
         log.warning("%d pair(s) excluded (value undefined, NaN) from %d row(s): %s", k, grp.height,
@@ -456,18 +447,6 @@ def chart(res: pl.DataFrame, *, model: str = "", pairset: str = ""):
     return alt.layer(*layers).properties(width=520, height=300, title=title)
 
 
-def _atomic_write(path: str | Path, data: bytes | str) -> None:
-    from ..atomic import write_bytes
-
-    write_bytes(data.encode() if isinstance(data, str) else data, path)
-
-
-def _atomic_parquet(df: pl.DataFrame, path: str | Path) -> None:
-    from ..atomic import write_parquet
-
-    write_parquet(df, path)
-
-
 def section(res: pl.DataFrame, spec: dict, *, model: str, pairset: str, n_boot: int, seed: int,
             caveat: str | None = None) -> dict:
     """The report section for the standalone HTML report (format: actpat.report.html)."""
@@ -501,10 +480,12 @@ def write_outputs(res: pl.DataFrame, *, model: str, pairset: str, n_boot: int, s
     spec = chart(res, model=model, pairset=pairset).to_dict()
     svg_text = vlc.vegalite_to_svg(spec)
     png_bytes = vlc.vegalite_to_png(spec, scale=2)
-    _atomic_parquet(res, table)
-    _atomic_write(md, markdown(res, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat))
-    _atomic_write(svg, svg_text)
-    _atomic_write(png, png_bytes)
+    from ..atomic import write_bytes, write_parquet, write_text
+
+    write_parquet(res, table)
+    write_text(markdown(res, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat), md)
+    write_text(svg_text, svg)
+    write_bytes(png_bytes, png)
     from ..report.html import write_sections
 
     write_sections([section(res, spec, model=model, pairset=pairset, n_boot=n_boot, seed=seed, caveat=caveat)],

@@ -25,12 +25,12 @@ import polars as pl
 
 from actpat import __version__
 from actpat.provenance import package_versions
+from actpat.contracts import PAIR_SCHEMA
 from actpat.data.sources import DataError, Pair, read_pairs
 from actpat.data.tables import stable_hash
 
 log = logging.getLogger(__name__)
 
-PAIR_SCHEMA = {"id": pl.String, "text_a": pl.String, "text_b": pl.String, "score": pl.Float64, "source": pl.String}
 
 
 @dataclass

@@ -49,20 +49,10 @@ from actpat.provenance import package_versions
 from actpat.data import templates
 from actpat.data.sources import DataError, Record, read_source
 from actpat.data.templates import MC_FORMATS, TemplateError
+from actpat.contracts import DOMAIN_TABLE_SCHEMA as SCHEMA
 
 log = logging.getLogger(__name__)
 
-SCHEMA = {
-    "id": pl.String,
-    "domain": pl.String,
-    "task": pl.String,
-    "text": pl.String,
-    "choices": pl.List(pl.String),
-    "labels": pl.List(pl.String),
-    "answer": pl.Int64,
-    "cloze": pl.String,
-    "source": pl.String,
-}
 GSM8K_EXEMPLARS = 8  # the paper draws its shots from 8 CoT exemplars
 DATA_DEFAULTS = {"seed": 1, "pool": 160, "window_words": 160, "heldout_fraction": 0.2}
 
@@ -382,32 +372,11 @@ def validate_table(df: pl.DataFrame, *, name: str | None = None) -> None:
             raise DataError(f"{where}: row {rid!r}: a {task} row has no choices, labels or cloze")
 
 
-def _atomic(path: str | Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary files
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_parquet(df: pl.DataFrame, path: str | Path, metadata: dict | None = None) -> None:
-    """Write a table atomically (temporary name in the same folder, then rename)."""
-    _atomic(path, lambda tmp: df.write_parquet(tmp, compression="zstd", statistics=False,
-                                               metadata=dict(metadata or {})))
+    """Write a table atomically, zstd without statistics (bit-identical for identical tables)."""
+    from actpat.atomic import write_parquet as atomic_parquet
 
-
-def write_text(text: str, path: str | Path) -> None:
-    def w(tmp):
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-
-    _atomic(path, w)
+    atomic_parquet(df, path, compression="zstd", statistics=False, metadata=dict(metadata or {}))
 
 
 def read_table(path: str | Path) -> pl.DataFrame:

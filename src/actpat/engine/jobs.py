@@ -22,7 +22,9 @@ from ..provenance import package_versions
 from . import plan
 from .scorer import ActivationScorer, ScoreOptions, ScoreResult
 from .store import merge_sum_stores, write_store
-from .tables import GRAM_SCHEMA, gram_frame, probe_frame, stats_frame, write_parquet
+from ..atomic import write_parquet
+from ..contracts import GRAM_SCHEMA
+from .tables import gram_frame, probe_frame, stats_frame
 
 log = logging.getLogger(__name__)
 

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
+from ..contracts import GRAM_SCHEMA, PROBE_SCHEMA, STATS_SCHEMA
 from .scorer import ScoreResult
-
-GRAM_SCHEMA = {
-    "model": pl.String, "layer": pl.Int32, "id_a": pl.String, "domain_a": pl.String, "id_b": pl.String,
-    "domain_b": pl.String, "dot": pl.Float64, "norm2_a": pl.Float64, "norm2_b": pl.Float64, "llmdcos": pl.Float64,
-}
-STATS_SCHEMA = {
-    "model": pl.String, "domain": pl.String, "id": pl.String, "layer": pl.Int32, "matrix": pl.String,
-    "statistic": pl.String, "threshold": pl.Float64, "value": pl.Float64,
-}
 
 
 def stats_frame(res: ScoreResult, model: str) -> pl.DataFrame:
@@ -45,12 +35,6 @@ def stats_frame(res: ScoreResult, model: str) -> pl.DataFrame:
             parts.append(pl.DataFrame({**base, "statistic": "count", "threshold": float(t),
                                        "value": cnt[:, :, j].reshape(-1).astype(np.float64)}))
     return pl.concat([p.cast(STATS_SCHEMA) for p in parts])
-
-
-PROBE_SCHEMA = {
-    "model": pl.String, "domain": pl.String, "id": pl.String, "layer": pl.Int32, "matrix": pl.String,
-    "n_weights": pl.Int64, "values": pl.List(pl.Float32),
-}
 
 
 def probe_frame(res: ScoreResult, model: str) -> pl.DataFrame:
@@ -82,10 +66,3 @@ def gram_frame(res: ScoreResult, model: str) -> pl.DataFrame:
                        "dot": dot, "norm2_a": na, "norm2_b": nb})
     df = df.with_columns((pl.col("dot") / (pl.col("norm2_a") * pl.col("norm2_b")).sqrt()).alias("llmdcos"))
     return df.cast(GRAM_SCHEMA).sort(["id_a", "id_b", "layer"])
-
-
-def write_parquet(df: pl.DataFrame, path: str | Path) -> Path:
-    """Write atomically: a temporary file in the same folder, then rename (actpat.atomic)."""
-    from ..atomic import write_parquet as atomic_parquet
-
-    return atomic_parquet(df, path)

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from ..analysis.uncertainty import paired_block_bootstrap, three_way, wilson
+from ..contracts import COMPARISON_SCHEMA
 
 SCORERS = ("paper", "acc", "acc_norm")
 SCORER_TITLES = {
@@ -74,12 +75,6 @@ def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None,
 
 
 COMPARE_TO = "paper"  # every other allocation is compared with the paper's rule
-COMPARISON_SCHEMA = {
-    "model": pl.String, "method": pl.String, "calibration": pl.String, "sparsity": pl.Float64,
-    "allocation": pl.String, "baseline": pl.String, "seeds": pl.List(pl.Int64), "windows": pl.Int64,
-    "blocks": pl.Int64, "log_ppl_diff": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "per_seed": pl.List(pl.Float64),
-    "ppl_ratio": pl.Float64, "verdict": pl.String, "n_boot": pl.Int64, "level": pl.Float64,
-}
 
 
 def _flat(blocks: Sequence[Sequence[float]]) -> list[float]:
