@@ -36,6 +36,7 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n --cores $(CORES)
 
 lint: $(STAMP)
+	$(BIN)/ruff check src scripts tests benchmarks
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile rules/
 

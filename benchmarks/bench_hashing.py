@@ -78,14 +78,16 @@ def main() -> None:
     tot = {k: sum(r[k] for r in res["default_run"]) for k in ("bytes", "write_manifest_s", "state_s",
                                                               "verify_stat_s", "verify_full_s")}
     res["default_run_total"] = tot
-    print(f"default run: {len(dirs)} directories, {tot['bytes'] / 1e6:.0f} MB: manifests {tot['write_manifest_s']:.2f} s, "
+    print(f"default run: {len(dirs)} directories, {tot['bytes'] / 1e6:.0f} MB: "
+          f"manifests {tot['write_manifest_s']:.2f} s, "
           f"DAG-time state {1e3 * tot['state_s']:.1f} ms, job-time verify {1e3 * tot['verify_stat_s']:.1f} ms, "
           f"full re-hash {tot['verify_full_s']:.2f} s")
     if a.gb:
         big = res["big_file"] = big_file(Path(a.scratch), a.gb)
         for k in ("first", "second"):
             m = big[k]
-            print(f"{a.gb:g} GB file, {k} pass: manifest {m['write_manifest_s']:.1f} s, state {1e3 * m['state_s']:.2f} ms, "
+            print(f"{a.gb:g} GB file, {k} pass: manifest {m['write_manifest_s']:.1f} s, "
+                  f"state {1e3 * m['state_s']:.2f} ms, "
                   f"verify {1e3 * m['verify_stat_s']:.2f} ms, full re-hash {m['verify_full_s']:.1f} s "
                   f"({m['full_hash_gb_per_s']:.2f} GB/s)")
     if a.out:

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from actpat.config import ConfigError, SCHEMA_PATH, check_config, check_config_files
 from actpat.codehash import code_digest
-from actpat import contenthash
+from actpat import contenthash, resources
 
 try:
     # duplicate keys, which Snakemake's own loader drops silently
@@ -126,83 +126,23 @@ def model_load_params(wildcards):
 
 
 # ------------------------------------------------------------------------ resources
-# Generic resources only (mem_mb, runtime in minutes, gpu); cluster specifics live in profiles/.
-# Sizes follow the scorer's design: weights in the configured dtype, the per-weight sums in
-# float32 (float64 for float64 models) on the scoring device, plus activations and per-sample
-# gradient tiles of the batch.  docs/cluster.md has a worked 7B example.
-
-_DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
-_GPU_GB = 80  # usable memory of one GPU (A100/H100 80 GB); larger GPUs: set gpu in the profile
-
-
-def _size_b(model):
-    return float(model_spec(model).get("size_b", 1.0))
+# The resource model lives in actpat.resources (tested); these read the model's config entry.
 
 
 def on_gpu(model):
-    return (
-        model_spec(model).get("device") in ("cuda", "auto")
-        or model_spec(model).get("device_map") == "auto"
-    )
-
-
-def _weight_gb(model):
-    """GB of the model's weights in its configured dtype."""
-    return _size_b(model) * _DTYPE_BYTES[model_spec(model).get("dtype", "float32")]
-
-
-def _sums_gb(model):
-    """GB of one accumulator per weight (float32, float64 for float64 models)."""
-    fp64 = model_spec(model).get("dtype") == "float64"
-    return _size_b(model) * (8 if fp64 else 4)
+    return resources.on_gpu(model_spec(model))
 
 
 def mem_mb_for(model, kind="score"):
-    """Host memory (MB) of one job of ``kind`` on ``model``.
-
-    score: on CPU the weights, the sums and as much again for activations and gradients;
-           on GPU those live on the GPU and the host only holds the weights while loading
-           (transformers loads on CPU, then moves them) plus about 4 GB of libraries.
-    merge: every weight's mean in float32 plus one float64 array being summed.
-    Other kinds (prune, eval, ...): float32 weights times a working-memory factor.
-    """
-    if kind == "score":
-        if on_gpu(model):
-            gb = 1.5 * _weight_gb(model) + 4
-        else:
-            gb = 2 * _weight_gb(model) + _sums_gb(model) + 2
-    elif kind == "merge":
-        gb = 1.2 * _sums_gb(model) + 2
-    else:
-        gb = _size_b(model) * 4 * {"prune": 2.5, "eval": 1.5}.get(kind, 2.0) + 2
-    return int(gb * 1024)
+    return resources.mem_mb(model_spec(model), kind)
 
 
 def gpu_for(model):
-    """GPUs of a model job: 0 on CPU; 1 with device cuda/auto (a model runs on one device);
-    with device_map auto, enough GPUs for the weights, the float32 sums and the activations
-    kept for the backward pass (x1.7 + 4 GB: 7B bf16 at batch 16 peaked at 67 GiB on an H200,
-    benchmarks/NOTES.md).
-    """
-    if not on_gpu(model):
-        return 0
-    if model_spec(model).get("device_map") != "auto":
-        return 1
-    need_gb = 1.7 * (_weight_gb(model) + _sums_gb(model)) + 4
-    return max(1, int(-(-need_gb // _GPU_GB)))
+    return resources.gpus(model_spec(model))
 
 
 def runtime_for(model, samples, kind="score"):
-    """Minutes: loading the weights (0.2 GB/s, a slow shared file system) plus samples x
-    per-sample cost scaled by size (CPU ~1 s per 0.1B at 256 tokens), doubled for safety.
-    """
-    per_sample_s = (
-        _size_b(model)
-        * (0.15 if on_gpu(model) else 10.0)
-        * {"score": 1.0, "eval": 0.5}.get(kind, 1.0)
-    )
-    load_s = _weight_gb(model) / 0.2
-    return int(10 + (load_s + samples * per_sample_s) / 60 * 2)
+    return resources.runtime_min(model_spec(model), samples, kind)
 
 
 # ---- data
@@ -268,10 +208,6 @@ def domain_truncation(domain):
     return "right" if config["domains"][domain]["format"] == "text" else "left"
 
 
-def n_shards(samples, shard_size):
-    return -(-samples // shard_size)
-
-
 def domain_samples(domain):
     """Samples scored for a domain's mean activation: its own `samples` or scoring.samples."""
     return config["domains"][domain].get("samples") or config["scoring"]["samples"]
@@ -279,40 +215,35 @@ def domain_samples(domain):
 
 def shard_rows(domain, shard):
     """Table rows [start, stop) of a domain scoring shard."""
-    size = config["scoring"]["shard_size"]
-    start = shard * size
-    return [start, min(start + size, domain_samples(domain))]
+    return resources.shard_range(
+        shard, config["scoring"]["shard_size"], domain_samples(domain)
+    )
 
 
 def domain_shard_files(wildcards, ext):
-    k = n_shards(domain_samples(wildcards.domain), config["scoring"]["shard_size"])
+    k = resources.n_shards(
+        domain_samples(wildcards.domain), config["scoring"]["shard_size"]
+    )
     return [
         f"results/scores/{wildcards.model}/shards/{wildcards.domain}/{i}.{ext}"
         for i in range(k)
     ]
 
 
+def _panel_size():
+    return resources.panel_shard_size(
+        config["scoring"]["shard_size"], config["similarity"]["per_batch"]
+    )
+
+
 def panel_rows(shard):
     """Rows of every domain table scored by one panel shard."""
-    sim = config["similarity"]
-    size = config["scoring"]["shard_size"]
-    size -= size % sim["per_batch"]  # whole mixed batches per shard
-    size = max(size, sim["per_batch"])
-    start = shard * size
-    return [start, min(start + size, sim["samples"])]
+    return resources.shard_range(shard, _panel_size(), config["similarity"]["samples"])
 
 
 def panel_shard_files(wildcards, ext):
-    sim = config["similarity"]
-    size = max(
-        config["scoring"]["shard_size"]
-        - config["scoring"]["shard_size"] % sim["per_batch"],
-        sim["per_batch"],
-    )
-    return [
-        f"results/similarity/{wildcards.model}/panel/{i}.{ext}"
-        for i in range(n_shards(sim["samples"], size))
-    ]
+    k = resources.n_shards(config["similarity"]["samples"], _panel_size())
+    return [f"results/similarity/{wildcards.model}/panel/{i}.{ext}" for i in range(k)]
 
 
 # ---- analysis
@@ -336,8 +267,7 @@ def embeddings_enabled():
 
 
 def analysis_mem_mb(model):
-    """Density streams one layer at a time: about four copies of a layer plus the top-k buffer."""
-    return int(1024 + _size_b(model) * 1000 * 0.8)
+    return resources.mem_mb(model_spec(model), "density")
 
 
 # ---- prune

@@ -1,6 +1,6 @@
 # Validations 1-2: activation-guided layer-wise pruning, calibration relevance, evaluation.
 # One job per run prunes and evaluates in one process (pruned weights need not be saved);
-# see actpat.prune.job for the outputs and docs/contracts.md for their columns.
+# see actpat.prune.pipeline for the outputs and docs/contracts.md for their columns.
 
 
 wildcard_constraints:

@@ -4,7 +4,7 @@ import json
 
 import polars as pl
 
-from actpat.analysis.findings import add_intervals, evaluate
+from actpat.analysis.findings import add_intervals, measure
 from actpat.analysis.similarity import load_pairs
 from actpat.atomic import write_json
 from actpat.workflow import rule_logging
@@ -13,7 +13,7 @@ with rule_logging(snakemake) as log:
     inp, p = snakemake.input, snakemake.params
     rel = json.loads(open(inp.relevance_json).read())
     density, relevance = pl.read_parquet(inp.density), pl.read_parquet(inp.relevance)
-    result = evaluate(density, pl.read_parquet(inp.similarity), relevance, threshold=p.threshold,
+    result = measure(density, pl.read_parquet(inp.similarity), relevance, threshold=p.threshold,
                       shallow=tuple(rel["windows"]["shallow"]), deep=tuple(rel["windows"]["deep"]),
                       text_domains=p.text_domains, model=snakemake.wildcards.model)
     probes = {}

@@ -1,10 +1,10 @@
-"""Prune one run (or none: the dense model) and evaluate it; see actpat.prune.job."""
+"""Prune one run (or none: the dense model) and evaluate it; see actpat.prune.pipeline."""
 
 import torch
 
 from actpat.modelio import load_model, num_layers
 from actpat.prune.allocation import NEEDS_COUNTS
-from actpat.prune.job import activation_counts, prune_and_evaluate
+from actpat.prune.pipeline import activation_counts, prune_and_evaluate
 from actpat.prune.runs import PruneRun
 from actpat.workflow import rule_logging
 

@@ -1,6 +1,6 @@
 """Tables 1-2 of the paper (per run and mean ± std over seeds) and the perplexity chart."""
 
-from actpat.evaluate.tables import write_outputs
+from actpat.report.pruning import write_outputs
 from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:

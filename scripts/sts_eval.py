@@ -2,7 +2,7 @@
 
 import torch
 
-from actpat.analysis.sts import run
+from actpat.report.sts import run
 from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:

@@ -13,5 +13,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "resources" / "assets"
 
 def needs_assets(*names: str):
     missing = [n for n in names if not (ASSETS / n).is_dir()]
-    return pytest.mark.skipif(bool(missing), reason=f"not fetched: {', '.join(f'resources/assets/{n}' for n in missing)} "
-                                                    "(snakemake resources/assets/<name>)")
+    return pytest.mark.skipif(bool(missing),
+                              reason=f"not fetched: {', '.join(f'resources/assets/{n}' for n in missing)} "
+                                     "(snakemake resources/assets/<name>)")

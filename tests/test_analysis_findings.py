@@ -203,7 +203,7 @@ def test_evaluate_is_json_and_checks_depths():
     sim = similarity({("a", "c4"): DROP, ("a", "a"): FLAT})
     rel = relevance({("a", "a"): 0.9, ("a", "c4"): 0.2, ("c4", "c4"): 0.8},
                     {("a", "a"): 0.9, ("a", "c4"): 0.8, ("c4", "c4"): 0.9}, {("a", "c4"): 0.3})
-    out = F.evaluate(dens, sim, rel, threshold=1e-5, shallow=SHALLOW, deep=DEEP, text_domains=["c4"], model="toy")
+    out = F.measure(dens, sim, rel, threshold=1e-5, shallow=SHALLOW, deep=DEEP, text_domains=["c4"], model="toy")
     text = json.dumps(out, allow_nan=False)  # NaN-free
     assert json.loads(text)["n_layers"] == L
     ids = [f["id"] for f in out["findings"]]
@@ -212,4 +212,4 @@ def test_evaluate_is_json_and_checks_depths():
     table = F.findings_table(out)
     assert len(table["rows"]) == len(ids) and all(len(r) == len(table["columns"]) for r in table["rows"])
     with pytest.raises(ValueError, match="different models"):
-        F.evaluate(dens, similarity({("a", "c4"): DROP[:10]}), rel, threshold=1e-5, shallow=SHALLOW, deep=DEEP)
+        F.measure(dens, similarity({("a", "c4"): DROP[:10]}), rel, threshold=1e-5, shallow=SHALLOW, deep=DEEP)

@@ -11,10 +11,9 @@ import polars as pl
 import pytest
 
 from actpat.analysis.density import combine, layer_density
-from actpat.analysis.findings import evaluate
+from actpat.analysis.findings import measure
 from actpat.analysis.relevance import relevance_correlations, relevance_table
 from actpat.analysis.similarity import load_pairs, pair_layer_stats, windows
-from actpat.report import charts
 from actpat.report.analysis import FIGURES, build_charts, build_sections, write_analysis_report
 from actpat.report.html import (FORMAT, SectionError, build_page, collect, load_sections, make_section, render_page,
                                 write_sections)
@@ -40,7 +39,7 @@ def analysis_inputs(tmp_path_factory):
                         "mean": [[0.5, 0.5, 0.1], [0.3, 0.3, 0.3], [0.1, 0.2, 0.9], [0.45, 0.55, 0.1]]})
     rel = relevance_table(pairs, wins, emb, model="toy")
     corr = relevance_correlations(rel)
-    fnd = evaluate(dens, sim, rel, threshold=1e-5, shallow=wins["shallow"], deep=wins["deep"], text_domains=["c4"],
+    fnd = measure(dens, sim, rel, threshold=1e-5, shallow=wins["shallow"], deep=wins["deep"], text_domains=["c4"],
                    model="toy")
     paths = {}
     for name, df in (("density", dens), ("similarity", sim), ("relevance", rel)):

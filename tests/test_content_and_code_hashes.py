@@ -82,7 +82,7 @@ def test_code_digest_ignores_comments_and_docstrings(tmp_path):
 
 def test_modules_follow_absolute_relative_and_lazy_imports(tmp_path):
     script = tmp_path / "s.py"
-    script.write_text("from actpat.analysis.findings import evaluate\n\ndef g():\n    import actpat.atomic\n")
+    script.write_text("from actpat.analysis.findings import measure\n\ndef g():\n    import actpat.atomic\n")
     mods = codehash.modules(script)
     assert {"actpat.analysis.findings", "actpat.atomic"} <= set(mods)
     # findings imports .uncertainty and .intervals relatively; they are reached transitively

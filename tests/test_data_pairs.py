@@ -88,7 +88,8 @@ def test_hub_stsb_and_sick(monkeypatch):
 
     def fake(path, name=None, split=None, **kw):
         calls.append((path, name, split))
-        f = {"SetFit/stsb": "stsb_setfit.jsonl", "sentence-transformers/stsb": "stsb_st.jsonl", "sick": "sick.jsonl"}[path]
+        f = {"SetFit/stsb": "stsb_setfit.jsonl", "sentence-transformers/stsb": "stsb_st.jsonl",
+             "sick": "sick.jsonl"}[path]
         return datasets.Dataset.from_list([json.loads(x) for x in (HUB / f).read_text().splitlines()])
 
     monkeypatch.setattr(datasets, "load_dataset", fake)

@@ -308,9 +308,12 @@ def test_source_inputs_map():
 
 
 @pytest.mark.parametrize("spec,msg", [
-    ({"source": "local", "format": "mmlu", "path": str(HUB / "mmlu.jsonl"), "shots": 3}, "shots: applies only to format gsm8k"),
-    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "categories": ["news"]}, "categories: applies only to source brown"),
-    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "data_files": "x"}, "data_files: applies only to source hub"),
+    ({"source": "local", "format": "mmlu", "path": str(HUB / "mmlu.jsonl"), "shots": 3},
+     "shots: applies only to format gsm8k"),
+    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "categories": ["news"]},
+     "categories: applies only to source brown"),
+    ({"source": "local", "format": "text", "path": str(HUB / "c4.jsonl"), "data_files": "x"},
+     "data_files: applies only to source hub"),
 ])
 def test_keys_of_other_sources_are_rejected(spec, msg):
     with pytest.raises(DataError, match=msg):

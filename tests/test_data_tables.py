@@ -13,8 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from actpat.data.sources import DataError  # noqa: E402
 from fetched import needs_assets  # noqa: E402
 from actpat.data.tables import (  # noqa: E402
-    SCHEMA, build_calibration_source, build_domain, build_domain_table, build_heldout_text, is_heldout, read_table, table_metadata,
-    validate_table, write_parquet,
+    SCHEMA, build_calibration_source, build_domain, build_domain_table, build_heldout_text, is_heldout, read_table,
+    table_metadata, validate_table, write_parquet,
 )
 
 HUB = Path(__file__).parent / "fixtures" / "hub"
@@ -174,7 +174,8 @@ def test_gsm8k_exemplars_are_kept_apart(tmp_path):
 
 
 def test_error_empty_text(tmp_path):
-    p = write_jsonl(tmp_path / "h.jsonl", [{"task_id": "A", "prompt": "def f(): pass"}, {"task_id": "B", "prompt": "  \n "}])
+    p = write_jsonl(tmp_path / "h.jsonl", [{"task_id": "A", "prompt": "def f(): pass"},
+                                           {"task_id": "B", "prompt": "  \n "}])
     with pytest.raises(DataError, match=r"file:.*h\.jsonl#1 \(id d/B\): column 'prompt' is empty"):
         build_domain("d", local("humaneval", p), DATA)
 

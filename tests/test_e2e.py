@@ -106,7 +106,8 @@ def test_pruning_tables_agree_with_the_evaluations(run):
     for alloc in ("uniform", "paper"):
         row = summary.filter(pl.col("allocation") == alloc).row(0, named=True)
         assert row["seeds"] == 1 and row["perplexity_std"] is None
-        assert row["perplexity_mean"] == pytest.approx(evals[f"wanda-{alloc}-s0.50-c4-seed0"]["perplexity"]["perplexity"])
+        assert row["perplexity_mean"] == pytest.approx(
+            evals[f"wanda-{alloc}-s0.50-c4-seed0"]["perplexity"]["perplexity"])
     comp = pl.read_parquet(r / "tables" / "pruning_comparisons.parquet").row(0, named=True)
     assert comp["allocation"] == "uniform" and comp["baseline"] == "paper" and comp["windows"] == 2
     want = (np.log(evals["wanda-uniform-s0.50-c4-seed0"]["perplexity"]["perplexity"])

@@ -45,7 +45,8 @@ def _shard(saved, rows, tag, opts=None, batch_size=2):
     out = saved / tag
     jobs.score_domain_shard(model_name="tiny", source=str(saved / "m"), load_kw=LOAD, table=saved / "x.parquet",
                             rows=rows, opts=opts or ScoreOptions(thresholds=(1e-3,)), batch_size=batch_size,
-                            out_store=out / "s.zarr", out_stats=out / "s.stats.parquet", out_gram=out / "s.gram.parquet")
+                            out_store=out / "s.zarr", out_stats=out / "s.stats.parquet",
+                            out_gram=out / "s.gram.parquet")
     return out
 
 

@@ -11,7 +11,7 @@ from _prune_helpers import tiny_llama, tiny_tokenizer
 from actpat.config import check_config
 from actpat.engine.store import write_store
 from actpat.prune.calibration import SEPARATOR, build_calibration, example_texts, text_windows, usable_rows
-from actpat.prune.job import activation_counts, prune_and_evaluate
+from actpat.prune.pipeline import activation_counts, prune_and_evaluate
 from actpat.prune.masks import load_masks
 from actpat.prune.runs import expand_runs, run_name, sparsity_label
 
@@ -223,7 +223,8 @@ def test_prune_and_evaluate_end_to_end(tmp_path):
     assert saved["zeroshot"]["mmlu"]["shots"] == 2 and saved["zeroshot"]["siqa"]["shots"] == 0
     assert saved["zeroshot"]["mmlu"]["shot_ids"] == ["mmlu#6", "mmlu#7"]  # just above the 4 evaluated rows
     assert [i["id"] for i in saved["zeroshot"]["mmlu"]["items"]] == [f"mmlu#{i}" for i in range(8, 12)]
-    assert saved["perplexity"]["windows"] == 4 and saved["perplexity"]["perplexity"] != dense["perplexity"]["perplexity"]
+    assert (saved["perplexity"]["windows"] == 4
+            and saved["perplexity"]["perplexity"] != dense["perplexity"]["perplexity"])
     sp = pl.read_parquet(tmp_path / "s.parquet")
     assert sp["layer"].to_list() == [0, 1] and sp["lod"].null_count() == 0
     assert sp["n_pruned"].sum() == saved["sparsity_check"]["n_pruned"]

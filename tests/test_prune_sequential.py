@@ -1,6 +1,5 @@
 """Sequential (block-by-block) pruning on tiny random LLaMA models."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -6,7 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from actpat.evaluate.tables import collect, markdown, summarise, write_outputs
+from actpat.evaluate.results import collect, summarise
+from actpat.report.pruning import markdown, write_outputs
 
 TASKS = ["boolq", "mmlu"]
 
@@ -21,11 +22,14 @@ def _record(run, method, alloc, cal, s, seed, ppl, accs):
 
 
 RECORDS = [
-    _record("wanda-uniform-s0.50-c4-seed1", "wanda", "uniform", "c4", 0.5, 1, 30.0, [(0.5, 0.25, 0.75), (0.25, 0.5, 0.5)]),
+    _record("wanda-uniform-s0.50-c4-seed1", "wanda", "uniform", "c4", 0.5, 1, 30.0,
+            [(0.5, 0.25, 0.75), (0.25, 0.5, 0.5)]),
     _record("dense", "dense", None, None, 0.0, None, 15.0, [(0.75, 0.5, 0.5), (0.5, 0.25, 0.25)]),
-    _record("wanda-uniform-s0.50-c4-seed0", "wanda", "uniform", "c4", 0.5, 0, 40.0, [(0.25, 0.25, 0.5), (0.5, 0.75, 0.25)]),
+    _record("wanda-uniform-s0.50-c4-seed0", "wanda", "uniform", "c4", 0.5, 0, 40.0,
+            [(0.25, 0.25, 0.5), (0.5, 0.75, 0.25)]),
     _record("wanda-paper-s0.50-c4-seed0", "wanda", "paper", "c4", 0.5, 0, 35.0, [(0.5, 0.5, 0.5), (0.5, 0.5, 0.5)]),
-    _record("magnitude-uniform-s0.50", "magnitude", "uniform", None, 0.5, None, 900.0, [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)]),
+    _record("magnitude-uniform-s0.50", "magnitude", "uniform", None, 0.5, None, 900.0,
+            [(0.0, 0.0, 0.0), (1.0, 1.0, 1.0)]),
 ]
 
 
@@ -78,7 +82,8 @@ def test_write_outputs_writes_everything(paths, tmp_path):
     from actpat.report.html import load_sections
 
     (sec,) = load_sections(out["section"])
-    assert sec["id"] == "pruning" and len(sec["tables"]) == 2 and sec["charts"][0]["spec"]["data"]  # no nll: no comparisons
+    # no nll: no comparisons
+    assert sec["id"] == "pruning" and len(sec["tables"]) == 2 and sec["charts"][0]["spec"]["data"]
     assert pl.read_parquet(out["table"]).height == 5
     assert out["svg"].read_text().lstrip().startswith("<svg")
     assert out["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -97,7 +102,7 @@ def test_zero_shot_wilson_intervals_match_scipy(paths):
 def test_comparisons_against_numpy(tmp_path):
     """Paired two-level bootstrap (seeds, then token blocks) of log PPL(allocation) - log PPL(paper), recomputed
     independently with plain loops."""
-    from actpat.evaluate.tables import comparisons
+    from actpat.evaluate.results import comparisons
 
     rng = np.random.default_rng(5)
     T, size, W = 10, 4, 3  # 9 predicted tokens per window in blocks of 4, 4, 1; 3 windows

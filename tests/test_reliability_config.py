@@ -97,7 +97,8 @@ BAD = [
     # typos in names (domains, formats, sources, assets, tasks)
     ("calibration-domain", _set("prune.calibration.domain", "tx"),
      ["prune.calibration.domain", "unknown domain 'tx'", "defined domains: qa, txt"]),
-    ("zeroshot-domain", _set("evaluation.zeroshot.domains", ["qaa"]), ["evaluation.zeroshot.domains", "'qaa'", "qa, txt"]),
+    ("zeroshot-domain", _set("evaluation.zeroshot.domains", ["qaa"]),
+     ["evaluation.zeroshot.domains", "'qaa'", "qa, txt"]),
     ("run-calibration", _set("prune.runs[0].calibration", "c5"), ["prune.runs[0].calibration", "'c5'", "qa, txt"]),
     ("activation-domain", _set("prune.activation_domain", "qq"), ["prune.activation_domain", "'qq'"]),
     ("similarity-pairs", _set("similarity.pairs", [["qa", "qax"]]), ["similarity.pairs[0]", "'qax'", "qa, txt"]),
@@ -151,7 +152,8 @@ BAD = [
     ("model-dir-missing", _set("models.tiny.path", "models/nope"), ["models.tiny.path", "directory", "does not exist"]),
     ("pairset-file-missing", _set("sts.pairsets", {"p": {"source": "local", "path": "pairs.csv"}}),
      ["sts.pairsets.p.path", "does not exist"]),
-    ("domain-file-type", _set("domains.qa.path", "data/notes.txt"), ["domains.qa.path", ".jsonl, .json, .csv or .parquet"]),
+    ("domain-file-type", _set("domains.qa.path", "data/notes.txt"),
+     ["domains.qa.path", ".jsonl, .json, .csv or .parquet"]),
     # required keys
     ("domain-no-format", _del("domains.qa.format"), ["domains.qa", "'format' is a required property"]),
     ("local-model-no-path", _del("models.tiny.path"), ["models.tiny", "'path' is a required property"]),
@@ -168,10 +170,14 @@ BAD = [
     ("per-batch-over-samples", _set("similarity.per_batch", 4), ["similarity.per_batch", "exceeds similarity.samples"]),
     ("similarity-multiple", _set("similarity", {"samples": 3, "per_batch": 2}),
      ["similarity.samples", "multiple of similarity.per_batch"]),
-    ("questions-over-pool", _set("evaluation.zeroshot.questions", 9), ["evaluation.zeroshot.questions", "exceed data.pool"]),
-    ("zeroshot-not-mc", _set("evaluation.zeroshot.domains", ["txt"]), ["evaluation.zeroshot.domains", "not multiple-choice"]),
-    ("zeroshot-duplicate", _set("evaluation.zeroshot.domains", ["qa", "qa"]), ["evaluation.zeroshot.domains", "duplicate"]),
-    ("perplexity-not-text", _set("evaluation.perplexity.domain", "qa"), ["evaluation.perplexity.domain", "format: text"]),
+    ("questions-over-pool", _set("evaluation.zeroshot.questions", 9),
+     ["evaluation.zeroshot.questions", "exceed data.pool"]),
+    ("zeroshot-not-mc", _set("evaluation.zeroshot.domains", ["txt"]),
+     ["evaluation.zeroshot.domains", "not multiple-choice"]),
+    ("zeroshot-duplicate", _set("evaluation.zeroshot.domains", ["qa", "qa"]),
+     ["evaluation.zeroshot.domains", "duplicate"]),
+    ("perplexity-not-text", _set("evaluation.perplexity.domain", "qa"),
+     ["evaluation.perplexity.domain", "format: text"]),
     ("shots-not-gsm8k", _set("domains.qa.shots", 3), ["domains.qa.shots", "applies only to format gsm8k"]),
     ("categories-not-brown", _set("domains.txt.categories", ["news"]), ["domains.txt.categories", "source brown"]),
     ("text-field-not-text", _set("domains.qa.text_field", "body"), ["domains.qa.text_field", "format text"]),
@@ -207,9 +213,12 @@ def test_bad_config_is_rejected_naming_key_and_expectation(wd, case, mutate, fra
 
 DUPLICATES = {
     "domain": ("domains:\n  qa: {source: local, path: data/qa.jsonl, format: boolq}\n"
-               "  qa: {source: local, path: data/txt.jsonl, format: text}\n", "duplicate key 'qa' at line 3 (first at line 2)"),
-    "flow-mapping": ("models:\n  tiny: {source: local, path: model, source: hub}\n", "duplicate key 'source' at line 2"),
-    "top-level": ("scoring: {samples: 4}\ndata: {pool: 12}\nscoring: {samples: 8}\n", "duplicate key 'scoring' at line 3"),
+               "  qa: {source: local, path: data/txt.jsonl, format: text}\n",
+               "duplicate key 'qa' at line 3 (first at line 2)"),
+    "flow-mapping": ("models:\n  tiny: {source: local, path: model, source: hub}\n",
+                     "duplicate key 'source' at line 2"),
+    "top-level": ("scoring: {samples: 4}\ndata: {pool: 12}\nscoring: {samples: 8}\n",
+                  "duplicate key 'scoring' at line 3"),
 }
 
 
@@ -294,7 +303,8 @@ NAMES = sorted(DEFAULT["domains"]) + ["local", "hub", "text", "boolq", "cpu", "c
 scalars = (st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
            | st.text(max_size=6) | st.sampled_from(NAMES))
 values = st.recursive(scalars, lambda c: st.lists(c, max_size=3)
-                      | st.dictionaries(st.text(max_size=5) | st.integers(0, 3) | st.sampled_from(NAMES), c, max_size=3),
+                      | st.dictionaries(st.text(max_size=5) | st.integers(0, 3) | st.sampled_from(NAMES), c,
+                                        max_size=3),
                       max_leaves=6)
 mutations = st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(["set", "delete", "add"]), values),
                      min_size=1, max_size=4)

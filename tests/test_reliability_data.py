@@ -92,8 +92,10 @@ REJECTED = [
      r"q\.jsonl#1 \(line 2\): expected a JSON object"),
     ("csv-extra-cells", "boolq", b"passage,question,answer\nok,q,true\nx,y,true,surplus\n", ".csv",
      r"q\.csv#1 \(line 3\): 3 columns in the header but more cells"),
-    ("csv-missing-cells", "boolq", b"passage,question,answer\nok,q,true\nx,y\n", ".csv", r"q\.csv#1 .*missing column 'answer'"),
-    ("broken-parquet", "boolq", b"PAR1 this is not a parquet file PAR1", ".parquet", r"q\.parquet: cannot be read as parquet"),
+    ("csv-missing-cells", "boolq", b"passage,question,answer\nok,q,true\nx,y\n", ".csv",
+     r"q\.csv#1 .*missing column 'answer'"),
+    ("broken-parquet", "boolq", b"PAR1 this is not a parquet file PAR1", ".parquet",
+     r"q\.parquet: cannot be read as parquet"),
     ("empty-file", "boolq", b"", ".jsonl", r"domain 'd': no usable rows"),
     ("text-missing-field", "text", [{"id": "a", "body": "x " * 30}], ".jsonl", r"q\.jsonl#0: missing column 'text'"),
 ]
@@ -115,7 +117,8 @@ def test_over_long_text_is_truncated_and_counted(tmp_path, caplog):
     in the job's log and in the store (n_truncated), never dropped."""
     model_dir = save_tiny_model(tmp_path / "m")
     texts = ["short text", "a much longer text " * 40, "tiny", "another very long input " * 30]
-    pl.DataFrame({"id": [f"x{i}" for i in range(4)], "domain": "x", "text": texts}).write_parquet(tmp_path / "x.parquet")
+    pl.DataFrame({"id": [f"x{i}" for i in range(4)], "domain": "x",
+                  "text": texts}).write_parquet(tmp_path / "x.parquet")
     with caplog.at_level(logging.INFO):
         jobs.score_domain_shard(model_name="tiny", source=str(model_dir), load_kw={"dtype": "float32"},
                                 table=tmp_path / "x.parquet", rows=range(0, 4), opts=ScoreOptions(max_tokens=16),
@@ -130,7 +133,8 @@ def test_over_long_text_is_truncated_and_counted(tmp_path, caplog):
 def test_skipped_documents_are_counted_in_log_and_metadata(tmp_path, caplog):
     """Text domains: short documents (no window) and exact duplicates are documented rules, counted."""
     docs = [{"id": f"d{i}", "text": " ".join(f"w{i}_{k}" for k in range(30))} for i in range(6)]
-    docs += [{"id": "short", "text": "too short"}, {"id": "blank", "text": "   "}, {"id": "copy", "text": docs[0]["text"]}]
+    docs += [{"id": "short", "text": "too short"}, {"id": "blank", "text": "   "},
+             {"id": "copy", "text": docs[0]["text"]}]
     p = write_jsonl(tmp_path / "t.jsonl", docs)
     with caplog.at_level(logging.INFO):
         b = build_domain("t", local("text", p), DATA)
@@ -146,7 +150,8 @@ def test_skipped_documents_are_counted_in_log_and_metadata(tmp_path, caplog):
 # ------------------------------------------------------------------------ pair sets
 
 PAIRS_BAD = [
-    ("non-numeric-score", [{"text_a": "a", "text_b": "b", "score": 1.0}, {"text_a": "c", "text_b": "d", "score": "high"}],
+    ("non-numeric-score", [{"text_a": "a", "text_b": "b", "score": 1.0},
+                           {"text_a": "c", "text_b": "d", "score": "high"}],
      r"p\.jsonl#1: column 'score' = 'high' is not a number"),
     ("nan-score", b'{"text_a": "a", "text_b": "b", "score": 1}\n{"text_a": "c", "text_b": "d", "score": NaN}\n',
      r"p\.jsonl#1: column 'score' = nan is not a number"),

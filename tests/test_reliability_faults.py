@@ -33,7 +33,6 @@ import torch
 from actpat.analysis.density import layer_density
 from actpat.engine import jobs
 from actpat.engine.scorer import ScoreOptions
-from actpat.analysis.density import layer_density
 from actpat.engine.store import ScoreStore, StoreError, merge_sum_stores, write_store
 
 from analysis_synth import write_workdir
@@ -385,7 +384,8 @@ def test_merge_refuses_shards_scored_with_other_weights(tmp_path):
     """Shards of one domain scored with two different checkpoints must not be averaged together."""
     a_dir = save_tiny_model(tmp_path / "a", seed=0)
     b_dir = save_tiny_model(tmp_path / "b", seed=1)
-    pl.DataFrame({"id": ["x0", "x1"], "domain": "x", "text": ["one text", "two texts"]}).write_parquet(tmp_path / "x.parquet")
+    pl.DataFrame({"id": ["x0", "x1"], "domain": "x",
+                  "text": ["one text", "two texts"]}).write_parquet(tmp_path / "x.parquet")
     outs = []
     for k, d in enumerate((a_dir, b_dir)):
         o = tmp_path / f"s{k}"

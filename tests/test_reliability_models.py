@@ -94,7 +94,8 @@ def test_causality_probe_accepts_causal_models(tmp_path):
     """Positive controls: the same probe passes LLaMA (fp32/bf16/fp16), GPT-2 and a decoder-mode BERT."""
     from tiny import tiny_gpt2
 
-    for m in (tiny_llama(torch.float32), tiny_llama(torch.bfloat16), tiny_llama(torch.float16), tiny_gpt2(torch.float32)):
+    for m in (tiny_llama(torch.float32), tiny_llama(torch.bfloat16), tiny_llama(torch.float16),
+              tiny_gpt2(torch.float32)):
         check_causal(m)
     d = _bert(tmp_path / "bertdec", head=True, is_decoder=True)
     model, _ = load_model(str(d))
@@ -229,10 +230,12 @@ def test_regrouped_blocks_of_a_real_model(base):
 
 def test_scoring_job_with_a_bad_model_writes_nothing(tmp_path):
     d = _bert(tmp_path / "bertlm", head=True)
-    pl.DataFrame({"id": ["a", "b"], "domain": "x", "text": ["one text", "two texts"]}).write_parquet(tmp_path / "x.parquet")
+    pl.DataFrame({"id": ["a", "b"], "domain": "x",
+                  "text": ["one text", "two texts"]}).write_parquet(tmp_path / "x.parquet")
     out = tmp_path / "out"
     with pytest.raises(ModelError, match="not a causal language model"):
-        jobs.score_domain_shard(model_name="bert", source=str(d), load_kw={"dtype": "float32"}, table=tmp_path / "x.parquet",
+        jobs.score_domain_shard(model_name="bert", source=str(d), load_kw={"dtype": "float32"},
+                                table=tmp_path / "x.parquet",
                                 rows=range(0, 2), opts=ScoreOptions(), batch_size=2, out_store=out / "s.zarr",
                                 out_stats=out / "s.stats.parquet", out_gram=out / "s.gram.parquet")
     assert not out.exists() or not any(out.iterdir())

@@ -117,7 +117,8 @@ def test_tampered_download_is_refused(tmp_path, monkeypatch):
     good = _zip({"pkg/data.txt": b"the real data"})
     bad = _zip({"pkg/data.txt": b"something else"})
     _serve(monkeypatch, "toy", Asset("pypi", "pkg", "1.0", r"\.whl$", ("pkg/*",), strip="pkg/"), good, served=bad)
-    with pytest.raises(AssetError, match=r"sha256 mismatch \(expected [0-9a-f]{64}, got [0-9a-f]{64}\); download corrupted"):
+    with pytest.raises(AssetError,
+                       match=r"sha256 mismatch \(expected [0-9a-f]{64}, got [0-9a-f]{64}\); download corrupted"):
         assets.fetch("toy", tmp_path / "assets" / "toy", tmp_path / "downloads")
     assert not (tmp_path / "assets" / "toy").exists()
     assert not list((tmp_path / "downloads").iterdir())  # neither the archive nor its .part
@@ -158,7 +159,8 @@ def test_npm_integrity_is_checked_as_sha512(monkeypatch, tmp_path):
 
 def _outside(tmp_path: Path) -> list[Path]:
     """Files written anywhere under tmp_path except the asset and download folders."""
-    return [p for p in tmp_path.rglob("*") if p.is_file() and not {"assets", "downloads"} & set(p.relative_to(tmp_path).parts)]
+    return [p for p in tmp_path.rglob("*")
+            if p.is_file() and not {"assets", "downloads"} & set(p.relative_to(tmp_path).parts)]
 
 
 def test_zip_members_cannot_escape(tmp_path, monkeypatch):

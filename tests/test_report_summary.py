@@ -35,8 +35,9 @@ def _summary():
 
 
 def _comparisons():
-    return pl.DataFrame([{"model": "m", "method": "wanda", "calibration": "c4", "sparsity": s, "allocation": "uniform",
-                          "windows": 6, "blocks": 24, "log_ppl_diff": d, "lo": lo, "hi": hi, "verdict": v, "level": 0.95}
+    return pl.DataFrame([{"model": "m", "method": "wanda", "calibration": "c4", "sparsity": s,
+                          "allocation": "uniform", "windows": 6, "blocks": 24, "log_ppl_diff": d, "lo": lo, "hi": hi,
+                          "verdict": v, "level": 0.95}
                          for s, d, lo, hi, v in ((0.5, 0.0538, 0.01, 0.09, "holds"),
                                                  (0.6, 0.3, -0.02, 0.61, "inconclusive"))])
 
@@ -51,10 +52,10 @@ def test_summary_prints_the_inputs_numbers():
     lines = text.splitlines()
     f1 = next(ln for ln in lines if ln.startswith("| F1 |"))
     assert f1 == "| F1 | q1 | +0.123 | [+0.050, +0.200] | samples per domain 4, domains 2 | **holds** | holds |"
-    assert ("| V1-depth 50% | ramp - paper, wanda, calibration c4 | +0.017 | [+0.009, +0.024] | seeds 2, token blocks 24 "
-            "| holds | n/a |") in lines
-    assert "| V1-depth 70% | ramp - paper, wanda, calibration c4 | +0.006 | [-0.010, +0.027] | seeds 2, token blocks 24 " \
-           "| inconclusive | n/a |" in lines
+    assert ("| V1-depth 50% | ramp - paper, wanda, calibration c4 | +0.017 | [+0.009, +0.024] "
+            "| seeds 2, token blocks 24 | holds | n/a |") in lines
+    assert "| V1-depth 70% | ramp - paper, wanda, calibration c4 | +0.006 | [-0.010, +0.027] " \
+           "| seeds 2, token blocks 24 | inconclusive | n/a |" in lines
     assert "| V1-depth | holds only if it holds at every sparsity |  |  |  | **inconclusive** | n/a |" in lines
     assert "95% bootstrap, 1000 resamples" in text and "holds if lo > 0." in text
     assert "| uniform | 41.04 ± 0.07 (2) | 130.00 ± 3.00 (2) | – |" in lines

@@ -161,8 +161,8 @@ def runs(slurm_cluster, tmp_path_factory):
             "local": round(local.seconds, 1),
             "slurm_jobs": len(submissions(first)) + len(submissions(second)), "cancelled": cancelled}
     print("SLURM runs:", json.dumps(info))
-    return {"slurm": swd, "local": lwd, "first": first, "second": second, "local_run": local, "after_first": after_first,
-            "piqa_after_first": piqa_after_first,
+    return {"slurm": swd, "local": lwd, "first": first, "second": second, "local_run": local,
+            "after_first": after_first, "piqa_after_first": piqa_after_first,
             "cancelled": cancelled, "info": info}
 
 
@@ -178,7 +178,8 @@ def test_first_run_loses_exactly_the_cancelled_shard(runs):
                                    "results/scores/tiny/shards/boolq/0.zarr/zarr.json",
                                    "results/scores/tiny/shards/boolq/1.zarr/zarr.json",
                                    "results/scores/tiny/shards/piqa/0.zarr/zarr.json"]
-    assert runs["piqa_after_first"] == ["0.gram.parquet", "0.probe.parquet", "0.stats.parquet", "0.zarr"]  # no partial or temp files
+    # no partial or temp files
+    assert runs["piqa_after_first"] == ["0.gram.parquet", "0.probe.parquet", "0.stats.parquet", "0.zarr"]
 
 
 def test_rerun_submits_only_the_lost_shard_and_its_merge(runs):
@@ -244,7 +245,8 @@ def test_results_equal_a_local_run(runs):
     assert runs["second"].returncode == 0
     remote, local = _files(runs["slurm"]), _files(runs["local"])
     assert sorted(remote) == sorted(local)
-    assert sum(p.endswith(".parquet") for p in local) == 2 + 2 * 3 + 4 * 3  # tables; stats, gram, probe tables per merge and per shard
+    # tables; stats, gram, probe tables per merge and per shard
+    assert sum(p.endswith(".parquet") for p in local) == 2 + 2 * 3 + 4 * 3
     assert sum(p.endswith(".zarr") for p in local) == 2 + 4
     for rel, path in local.items():
         other = remote[rel]

@@ -19,6 +19,7 @@ from scipy import stats
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from actpat.analysis import sts  # noqa: E402
+from actpat.report import sts as sts_report  # noqa: E402
 from actpat.config import ConfigError, paper_sts_window, resolve_window  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +161,7 @@ def test_window_sums_from_hand_made_table():
 def test_evaluate_rows_match_independent_computation():
     pairs, llm, hidden = make_inputs(n=40, L=8)
     emb = pairs["score"].to_numpy() / 5 + np.random.default_rng(5).normal(0, 0.3, 40)
-    res = sts.evaluate(pairs, llm, hidden, emb, window=None, n_boot=200, seed=1, model="m", pairset="p")
+    res = sts.measure(pairs, llm, hidden, emb, window=None, n_boot=200, seed=1, model="m", pairset="p")
     y = pairs["score"].to_numpy()
     wide = llm.pivot(on="layer", index="id", values="llmdcos").sort("id")
     lo, hi = paper_sts_window(8)  # (5, 5)
@@ -188,7 +189,7 @@ def test_evaluate_rows_match_independent_computation():
 
 def test_configured_window_is_used():
     pairs, llm, hidden = make_inputs(n=20, L=6)
-    res = sts.evaluate(pairs, llm, hidden, None, window=[1, 4], n_boot=50, seed=1)
+    res = sts.measure(pairs, llm, hidden, None, window=[1, 4], n_boot=50, seed=1)
     w = res.filter(pl.col("kind") == "window").row(0, named=True)
     assert (w["first"], w["last"]) == (1, 4)
     assert "embedding_cos" not in res["measure"].to_list()
@@ -196,8 +197,8 @@ def test_configured_window_is_used():
 
 def test_same_input_in_another_row_order_gives_same_table():
     pairs, llm, hidden = make_inputs(n=25, L=5)
-    a = sts.evaluate(pairs, llm, hidden, None, n_boot=100, seed=2)
-    b = sts.evaluate(pairs, llm.sample(fraction=1.0, shuffle=True, seed=4), hidden.reverse(), None,
+    a = sts.measure(pairs, llm, hidden, None, n_boot=100, seed=2)
+    b = sts.measure(pairs, llm.sample(fraction=1.0, shuffle=True, seed=4), hidden.reverse(), None,
                      n_boot=100, seed=2)
     assert a.equals(b)
 
@@ -209,7 +210,7 @@ def test_constant_scores_give_nan_with_logged_reason(caplog):
     pairs, llm, hidden = make_inputs(n=10, L=4)
     pairs = pairs.with_columns(score=pl.lit(3.0))
     with caplog.at_level(logging.WARNING, logger="actpat.analysis.sts"):
-        res = sts.evaluate(pairs, llm, hidden, None, n_boot=50, seed=1)
+        res = sts.measure(pairs, llm, hidden, None, n_boot=50, seed=1)
     assert res["spearman"].is_nan().all() and res["ci_low"].is_nan().all()
     assert set(res["note"].to_list()) == {"human score is constant over all 10 pairs"}
     assert "human score is constant" in caplog.text
@@ -218,13 +219,13 @@ def test_constant_scores_give_nan_with_logged_reason(caplog):
 def test_fewer_than_three_pairs_gives_nan(caplog, tmp_path):
     pairs, llm, hidden = make_inputs(n=2, L=4)
     with caplog.at_level(logging.WARNING, logger="actpat.analysis.sts"):
-        res = sts.evaluate(pairs, llm, hidden, None, n_boot=50, seed=1, model="m", pairset="p")
+        res = sts.measure(pairs, llm, hidden, None, n_boot=50, seed=1, model="m", pairset="p")
     assert res["spearman"].is_nan().all()
     assert res["note"][0] == "fewer than 3 usable pairs (2)"
     assert "fewer than 3 usable pairs" in caplog.text
     # The outputs are still written (a figure with no curve, a report section with the reason).
     out = {k: tmp_path / f"o.{k}" for k in ("table", "md", "svg", "png", "section")}
-    sts.write_outputs(res, model="m", pairset="p", n_boot=50, seed=1, table=out["table"], md=out["md"],
+    sts_report.write_outputs(res, model="m", pairset="p", n_boot=50, seed=1, table=out["table"], md=out["md"],
                       svg=out["svg"], png=out["png"], section_json=out["section"])
     assert "no defined correlation: fewer than 3 usable pairs" in out["md"].read_text()
 
@@ -232,7 +233,7 @@ def test_fewer_than_three_pairs_gives_nan(caplog, tmp_path):
 def test_constant_measure_in_one_layer_is_nan_only_there():
     pairs, llm, hidden = make_inputs(n=12, L=4)
     llm = llm.with_columns(llmdcos=pl.when(pl.col("layer") == 0).then(0.5).otherwise(pl.col("llmdcos")))
-    res = sts.evaluate(pairs, llm, hidden, None, n_boot=50, seed=1)
+    res = sts.measure(pairs, llm, hidden, None, n_boot=50, seed=1)
     lay = res.filter(pl.col("kind") == "layer").sort("first")
     assert np.isnan(lay["spearman"][0]) and lay["note"][0] == "measure is constant over all 12 pairs"
     assert np.isfinite(lay["spearman"][1:].to_numpy()).all()
@@ -243,7 +244,7 @@ def test_undefined_llmdcos_excludes_pair_from_window_only(caplog):
     llm = llm.with_columns(llmdcos=pl.when((pl.col("id") == "pair003") & (pl.col("layer") == 3))
                            .then(float("nan")).otherwise(pl.col("llmdcos")))
     with caplog.at_level(logging.WARNING, logger="actpat.analysis.sts"):
-        res = sts.evaluate(pairs, llm, hidden, None, window=[2, 3], n_boot=50, seed=1)
+        res = sts.measure(pairs, llm, hidden, None, window=[2, 3], n_boot=50, seed=1)
     w = res.filter(pl.col("kind") == "window").row(0, named=True)
     assert (w["n"], w["n_excluded"]) == (14, 1)
     l2 = res.filter((pl.col("kind") == "layer") & (pl.col("first") == 2)).row(0, named=True)
@@ -255,7 +256,7 @@ def test_unscored_pairs_are_excluded_and_logged(caplog):
     pairs, llm, hidden = make_inputs(n=12, L=4)
     llm = llm.filter(pl.col("id") != "pair005")
     with caplog.at_level(logging.WARNING, logger="actpat.analysis.sts"):
-        res = sts.evaluate(pairs, llm, hidden, None, n_boot=50, seed=1)
+        res = sts.measure(pairs, llm, hidden, None, n_boot=50, seed=1)
     assert set(res["n"]) == {11} and set(res["n_excluded"]) == {0}  # baselines use the same 11 pairs
     assert "1 of 12 pairs have no LLMDcos" in caplog.text and "pair005" in caplog.text
     keep = pairs["id"] != "pair005"
@@ -280,7 +281,7 @@ def test_unscored_pairs_are_excluded_and_logged(caplog):
 def test_bad_input_is_rejected_with_the_row_named(mutate, message):
     pairs, llm, hidden = mutate(*make_inputs(n=8, L=4))
     with pytest.raises(ValueError, match=message):
-        sts.evaluate(pairs, llm, hidden, None, n_boot=10, seed=1)
+        sts.measure(pairs, llm, hidden, None, n_boot=10, seed=1)
 
 
 # ------------------------------------------------------------------------- outputs
@@ -289,9 +290,9 @@ def test_bad_input_is_rejected_with_the_row_named(mutate, message):
 def test_write_outputs(tmp_path):
     pairs, llm, hidden = make_inputs(n=30, L=6)
     emb = np.linspace(0, 1, 30)
-    res = sts.evaluate(pairs, llm, hidden, emb, n_boot=100, seed=1, model="tiny", pairset="toy")
+    res = sts.measure(pairs, llm, hidden, emb, n_boot=100, seed=1, model="tiny", pairset="toy")
     out = {k: tmp_path / "sub" / f"o.{k}" for k in ("table", "md", "svg", "png", "section")}
-    sts.write_outputs(res, model="tiny", pairset="toy", n_boot=100, seed=1, table=out["table"], md=out["md"],
+    sts_report.write_outputs(res, model="tiny", pairset="toy", n_boot=100, seed=1, table=out["table"], md=out["md"],
                       svg=out["svg"], png=out["png"], section_json=out["section"])
     assert pl.read_parquet(out["table"]).equals(res)
     assert out["svg"].read_text().lstrip().startswith("<svg")
@@ -321,9 +322,9 @@ def test_shared_text_caveat():
 
 def test_caveat_reaches_markdown_and_section(tmp_path):
     pairs, llm, hidden = make_inputs(n=10, L=4)
-    res = sts.evaluate(pairs, llm, hidden, None, n_boot=20, seed=1)
+    res = sts.measure(pairs, llm, hidden, None, n_boot=20, seed=1)
     out = {k: tmp_path / f"o.{k}" for k in ("table", "md", "svg", "png", "section")}
-    sts.write_outputs(res, model="m", pairset="p", n_boot=20, seed=1, table=out["table"], md=out["md"],
+    sts_report.write_outputs(res, model="m", pairset="p", n_boot=20, seed=1, table=out["table"], md=out["md"],
                       svg=out["svg"], png=out["png"], section_json=out["section"], caveat="CAVEAT-XYZ")
     assert "CAVEAT-XYZ" in out["md"].read_text()
     assert "CAVEAT-XYZ" in json.loads(out["section"].read_text())["sections"][0]["text"][-1]

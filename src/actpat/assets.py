@@ -12,7 +12,6 @@ the exact version, and the archive members to keep.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import os

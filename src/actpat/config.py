@@ -259,7 +259,8 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
         if name not in names:
             out.append(f"{key}: unknown domain {name!r}; defined domains: {', '.join(sorted(names))}")
         elif text and domains[name]["format"] != "text":
-            out.append(f"{key}: domain {name!r} has format {domains[name]['format']!r}; a text domain (format: text) is needed")
+            out.append(f"{key}: domain {name!r} has format {domains[name]['format']!r}; a text domain "
+                       "(format: text) is needed")
         elif mc and domains[name]["format"] in ("text", "humaneval", "gsm8k"):
             out.append(f"{key}: domain {name!r} (format {domains[name]['format']}) is not multiple-choice")
 
@@ -316,7 +317,8 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
         for d in pair:
             need_domain(f"similarity.pairs[{i}]", d)
     if sc["samples"] > cfg["data"]["pool"]:
-        out.append(f"scoring.samples: {sc['samples']} exceeds data.pool ({cfg['data']['pool']}), the rows kept per domain")
+        out.append(f"scoring.samples: {sc['samples']} exceeds data.pool ({cfg['data']['pool']}), the rows kept per "
+                   "domain")
     for name, d in domains.items():
         if d.get("samples", 0) > cfg["data"]["pool"]:
             out.append(f"domains.{name}.samples: {d['samples']} exceeds data.pool ({cfg['data']['pool']}), "

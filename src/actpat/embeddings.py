@@ -21,7 +21,8 @@ def model_dir_of(asset_dir: str | Path) -> Path:
 
 
 @torch.no_grad()
-def embed_texts(texts: list[str], model_dir: str | Path, batch_size: int = 32, max_tokens: int | None = None) -> np.ndarray:
+def embed_texts(texts: list[str], model_dir: str | Path, batch_size: int = 32,
+                max_tokens: int | None = None) -> np.ndarray:
     """Return an (n, d) float32 array of L2-normalised sentence embeddings."""
     from transformers import AutoModel, AutoTokenizer
 

@@ -152,7 +152,8 @@ def load_model(
             raise ModelError(f"cannot read the config of {source}: {e}") from e
         raise ModelError(f"cannot find model {source!r}: {e}") from e
     if getattr(cfg, "is_encoder_decoder", False):
-        raise ModelError(f"{source} is an encoder-decoder ({type(cfg).__name__}); ActPat scores decoder-only causal LMs")
+        raise ModelError(f"{source} is an encoder-decoder ({type(cfg).__name__}); ActPat scores decoder-only "
+                         "causal LMs")
     if dtype not in DTYPES:
         raise ModelError(f"dtype {dtype!r} unknown; use one of {sorted(DTYPES)}")
     try:

@@ -239,7 +239,8 @@ def finding2(similarity: pl.DataFrame, shallow: tuple[int, int], deep: tuple[int
         "ours": {"shallow": s, "deep": d, "pairs": len(cross),
                  "per_pair": {key(k): v for k, v in cross.items()}},
         "paper": {"shallow": ps, "deep": pd_, "pairs": len(pcross)},
-        "paper_source": pv.LLMDCOS_SOURCE + f"; 0-indexed windows {pw['shallow'][0]}..{pw['shallow'][1]} and {pw['deep'][0]}..{pw['deep'][1]} of 32",
+        "paper_source": pv.LLMDCOS_SOURCE + f"; 0-indexed windows {pw['shallow'][0]}..{pw['shallow'][1]} and "
+                                            f"{pw['deep'][0]}..{pw['deep'][1]} of 32",
         "paper_verdict": verdict(ps > pd_),
         "holds": ok, "verdict": verdict(ok),
         "reason": None if ok is not None else "no cross-domain pairs in the similarity table",
@@ -332,7 +333,7 @@ def finding3(relevance: pl.DataFrame, alpha: float = 0.05) -> list[dict]:
     return [f3, f3b]
 
 
-def evaluate(density: pl.DataFrame, similarity: pl.DataFrame, relevance: pl.DataFrame, *, threshold: float,
+def measure(density: pl.DataFrame, similarity: pl.DataFrame, relevance: pl.DataFrame, *, threshold: float,
              shallow: tuple[int, int], deep: tuple[int, int], text_domains: Sequence[str] = (),
              model: str | None = None, alpha: float = 0.05) -> dict:
     """All findings for one model (the content of ``findings.json``)."""
@@ -418,7 +419,7 @@ def _f1_contrast(per_layer: np.ndarray, L: int) -> np.ndarray:
 def add_intervals(result: dict, *, density: pl.DataFrame, probes: Mapping[str, pl.DataFrame], pairs: pl.DataFrame,
                   relevance: pl.DataFrame, text_domains: Sequence[str] = (), comparisons: pl.DataFrame | None = None,
                   n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
-    """Give every finding of ``result`` (from ``evaluate``) a bootstrap interval and a three-way verdict.
+    """Give every finding of ``result`` (from ``measure``) a bootstrap interval and a three-way verdict.
 
     The point verdict (strict inequalities on the means) stays as ``point_verdict``; ``verdict`` becomes
     holds / does not hold / inconclusive from the interval (``actpat.analysis.uncertainty``).

@@ -1,11 +1,12 @@
 """Sentence-pair sets with human similarity scores for Validation 3 (``results/sts/<pairset>.parquet``).
 
 Columns ``id, text_a, text_b, score (float64), source``; scores keep the dataset's own scale
-(Spearman's rho does not depend on it).  Sources (``actpat.data.sources``: ``gensim_lee``, ``gensim_simlex``, ``gensim_wordsim``, ``hub``,
-``local``) give the pairs; ``hub`` and ``local`` accept ``format: stsb`` (``sentence1, sentence2,
-score`` as sentence-transformers/stsb, or ``text1, text2, label`` as SetFit/stsb), ``format: sick``
-(``sentence_A, sentence_B, relatedness_score``) or ``format: pairs`` (``text_a, text_b, score``;
-the default, which accepts all of them).
+(Spearman's rho does not depend on it).  Sources (``actpat.data.sources``: ``gensim_lee``,
+``gensim_simlex``, ``gensim_wordsim``, ``hub``, ``local``) give the pairs; ``hub`` and ``local``
+accept ``format: stsb`` (``sentence1, sentence2, score`` as sentence-transformers/stsb, or
+``text1, text2, label`` as SetFit/stsb), ``format: sick`` (``sentence_A, sentence_B,
+relatedness_score``) or ``format: pairs`` (``text_a, text_b, score``; the default, which accepts
+all of them).
 
 ``selection: first`` keeps the first ``pairs`` pairs in file order (the paper's STS-B code);
 ``selection: seeded`` keeps a seeded sample of ``pairs`` pairs (SHA-256 of seed and pair key),
@@ -19,7 +20,6 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import polars as pl
 

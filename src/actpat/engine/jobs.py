@@ -24,7 +24,7 @@ from .scorer import ActivationScorer, ScoreOptions, ScoreResult
 from .store import merge_sum_stores, write_store
 from ..atomic import write_parquet
 from ..contracts import GRAM_SCHEMA
-from .tables import gram_frame, probe_frame, stats_frame
+from .frames import gram_frame, probe_frame, stats_frame
 
 log = logging.getLogger(__name__)
 

@@ -263,7 +263,8 @@ class ActivationScorer:
             return False
         ok = fused.available(x)
         if self.opts.kernel in ("fused", "split") and not ok:
-            raise RuntimeError(f"kernel: {self.opts.kernel} needs Triton and a CUDA device; use kernel: auto or unfused")
+            raise RuntimeError(f"kernel: {self.opts.kernel} needs Triton and a CUDA device; use kernel: auto or "
+                               "unfused")
         if self.opts.kernel == "wgmma" and not wgmma.available(x):
             raise RuntimeError("kernel: wgmma needs a Hopper GPU (compute capability 9.x) and Triton with Gluon; "
                                "use kernel: auto")

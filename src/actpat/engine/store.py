@@ -9,7 +9,7 @@ a crc32c checksum so a corrupted chunk fails loudly instead of reading as number
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch

@@ -167,5 +167,6 @@ def build_calibration(
     if reused:
         log.warning("calibration: %d examples were not enough for %d x %d tokens; %d reused (wrapped around)",
                     len(texts), n_sequences, seq_len, reused)
-    record = {"seed": seed, "kind": "concatenated examples", "examples": used, "n_examples": len(texts), "reused": reused, "bos": bool(bos)}
+    record = {"seed": seed, "kind": "concatenated examples", "examples": used, "n_examples": len(texts),
+              "reused": reused, "bos": bool(bos)}
     return torch.tensor(seqs, dtype=torch.long), record

@@ -173,7 +173,8 @@ class PruneResult:
 
 
 @torch.no_grad()
-def owl_outlier_ratios(model: nn.Module, inputs: BlockInputs, M: float, groups=None, progress: bool = False) -> np.ndarray:
+def owl_outlier_ratios(model: nn.Module, inputs: BlockInputs, M: float, groups=None,
+                       progress: bool = False) -> np.ndarray:
     """OWL's layer outlier distribution from Wanda scores of the dense model (one pass)."""
     from tqdm.auto import tqdm
 

@@ -67,8 +67,8 @@ def build_sections(model: str, chart_objs: Mapping[str, alt.TopLevelMixin], find
 
     summary = make_section(
         f"analysis-{model}-summary", f"Findings summary ({model})", order=order,
-        text=[f"Model {model}: {L} decoder layers, primary threshold γ = {findings['threshold']:g}; windows (0-indexed, "
-              f"inclusive): shallow {windows['shallow'][0]}..{windows['shallow'][1]}, deep "
+        text=[f"Model {model}: {L} decoder layers, primary threshold γ = {findings['threshold']:g}; windows "
+              f"(0-indexed, inclusive): shallow {windows['shallow'][0]}..{windows['shallow'][1]}, deep "
               f"{windows['deep'][0]}..{windows['deep'][1]}. Each row states the paper's claim, the quantity measured "
               "here, our value and the same quantity computed from the paper's printed numbers where they exist "
               "(paper.md §3 and Appendix B), and whether the claim holds (strict inequalities; see "

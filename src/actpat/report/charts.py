@@ -14,7 +14,7 @@ import polars as pl
 
 from ..atomic import write_bytes, write_text
 
-VL_VERSION = "6.4"
+VL_VERSION = "6.4"  # the one Vega-Lite version of every figure and of the report's bundle (altair 6.3 writes v6.4)
 WIDTH = 300
 FONT = "DejaVu Sans"
 KIND_COLORS = {"within": "#4c78a8", "cross": "#e45756"}

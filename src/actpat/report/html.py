@@ -52,12 +52,12 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from ..atomic import write_json, write_text
+from .charts import VL_VERSION
 
 FORMAT = "actpat-report-section/1"
 DEFAULT_ORDER = 50
-VEGA_LITE_VERSION = "6.4"  # the bundle's Vega-Lite; altair 6.3 writes v6.4 specs
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-VERDICT_CLASS = {"holds": "ok", "does not hold": "bad", "not measured": "na"}
+VERDICT_CLASS = {"holds": "ok", "does not hold": "bad", "inconclusive": "open", "not measured": "na"}
 
 
 class SectionError(ValueError):
@@ -193,7 +193,8 @@ figure{margin:1.2em 0} figcaption{font-size:.9em;color:#555;max-width:60em;margi
 table{border-collapse:collapse;margin:1em 0;font-size:.88em}
 th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}
 th{background:#eef0f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
-td.ok{background:#dff3df;font-weight:bold} td.bad{background:#f8dcdc;font-weight:bold} td.na{background:#eee}
+td.ok{background:#dff3df;font-weight:bold} td.bad{background:#f8dcdc;font-weight:bold}
+td.na{background:#eee} td.open{background:#fff3d6}
 .caption{font-size:.9em;color:#555}
 """
 
@@ -269,7 +270,7 @@ def _script_json(obj) -> str:
 def javascript_bundle() -> str:
     import vl_convert as vlc
 
-    js = vlc.javascript_bundle(vl_version=VEGA_LITE_VERSION)
+    js = vlc.javascript_bundle(vl_version=VL_VERSION)
     return js.replace("</script", "<\\/script")
 
 

@@ -74,7 +74,8 @@ def read_brown(spec: dict, assets_root) -> SourceData:
             counts["files not valid UTF-8 (decoded as latin-1)"] += 1
         recs.append(Record(path.name, {"text": brown_text(text, counts)}, f"{prefix}{path.name}#0"))
     if not recs:
-        raise DataError(f"{d}: no Brown corpus files (ca01 ... cr09) found" + (f" for categories {want}" if want else ""))
+        raise DataError(f"{d}: no Brown corpus files (ca01 ... cr09) found"
+                        + (f" for categories {want}" if want else ""))
     return SourceData(recs, counts)
 
 

@@ -1,4 +1,4 @@
-"""Scoring results as tables (the long formats of docs/contracts.md)."""
+"""Scoring results as data frames in the long formats of docs/contracts.md (per sample, per pair, probes)."""
 
 from __future__ import annotations
 

@@ -1,144 +1,20 @@
-"""Results tables of Validations 1-2 (the paper's Tables 1-2) and the perplexity chart.
+"""Validations 1-2 for the reader: the pruning tables' Markdown, the charts and the report section.
 
-``collect`` reads the per-run evaluation JSONs into one row per (model, run) with perplexity
-and, per zero-shot task, one column per scorer: ``<task>_paper`` (the paper's next-token label
-scorer), ``<task>_acc`` and ``<task>_acc_norm`` (lm-eval convention); ``mean_*`` average the
-tasks of one scorer (never across scorers).  ``summarise`` gives mean and sample std over
-calibration seeds.
+The numbers are ``actpat.evaluate.results`` (one row per run, means over seeds, the comparisons
+with the paper rule); ``write_outputs`` is what the ``pruning_table`` rule calls.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-import numpy as np
 import polars as pl
 
-from ..analysis.uncertainty import paired_block_bootstrap, three_way, wilson
-from ..contracts import COMPARISON_SCHEMA
-
-SCORERS = ("paper", "acc", "acc_norm")
-SCORER_TITLES = {
-    "paper": "paper scorer (last-position logit of the label token; paper.md §5.3)",
-    "acc": "lm-eval acc (summed log-likelihood of ' ' + choice after the cloze context)",
-    "acc_norm": "lm-eval acc_norm (log-likelihood / choice length in bytes)",
-}
-METHOD_ORDER = {"dense": 0, "magnitude": 1, "wanda": 2, "sparsegpt": 3}
-KEYS = ["model", "method", "allocation", "calibration", "sparsity"]
-
-
-def allocation_shape(sparsity_parquet: str | Path) -> dict:
-    """Per-layer minimum, maximum and Spearman correlation with depth of a run's allocated sparsity."""
-    from scipy.stats import spearmanr
-
-    t = pl.read_parquet(sparsity_parquet).sort("layer")["target"].to_numpy()
-    rho = float(spearmanr(np.arange(t.size), t).statistic) if np.ptp(t) > 0 else None
-    return {"layer_min": float(t.min()), "layer_max": float(t.max()), "depth_spearman": rho}
-
-
-def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None,
-            sparsity_paths: Mapping[str, str | Path] | None = None, level: float = 0.95) -> pl.DataFrame:
-    """One row per evaluated run; ``sparsity_paths`` (run -> sparsity.parquet) adds the allocation's shape."""
-    rows = []
-    for p in paths:
-        r = json.loads(Path(p).read_text())
-        zs = r.get("zeroshot", {})
-        names = list(tasks) if tasks is not None else list(zs)
-        row = {
-            "model": r["model"], "run": r["run"], "method": r["method"], "allocation": r.get("allocation"),
-            "calibration": r.get("calibration"), "sparsity": float(r.get("sparsity") or 0.0), "seed": r.get("seed"),
-            "achieved_sparsity": float(r.get("sparsity_check", {}).get("achieved", 0.0)),
-            "perplexity": r["perplexity"]["perplexity"],
-        }
-        for t in names:
-            for s in SCORERS:
-                row[f"{t}_{s}"] = zs[t][f"{s}_acc" if s == "paper" else s] if t in zs else None
-            # Wilson interval of the paper scorer's accuracy: with 16 questions it spans about +-0.2
-            ci = wilson(round(zs[t]["paper_acc"] * zs[t]["n"]), zs[t]["n"], level) if t in zs else None
-            row[f"{t}_paper_lo"], row[f"{t}_paper_hi"] = ci or (None, None)
-        shape = (allocation_shape(sparsity_paths[r["run"]]) if sparsity_paths and r["run"] in sparsity_paths
-                 else {"layer_min": None, "layer_max": None, "depth_spearman": None})
-        row.update(shape)
-        for s in SCORERS:
-            vals = [row[f"{t}_{s}"] for t in names if row[f"{t}_{s}"] is not None]
-            row[f"mean_{s}"] = sum(vals) / len(vals) if vals else None
-        row["questions_per_task"] = min((zs[t]["n"] for t in names if t in zs), default=None)
-        row["job_seconds"] = r.get("timings_s", {}).get("job")
-        rows.append(row)
-    df = pl.DataFrame(rows, schema_overrides={"allocation": pl.String, "calibration": pl.String, "seed": pl.Int64},
-                      infer_schema_length=None)
-    return (df.with_columns(pl.col("method").replace_strict(METHOD_ORDER, default=9).alias("_m"))
-            .sort(["model", "_m", "allocation", "calibration", "sparsity", "seed"], nulls_last=False)
-            .drop("_m"))
-
-
-COMPARE_TO = "paper"  # every other allocation is compared with the paper's rule
-
-
-def _flat(blocks: Sequence[Sequence[float]]) -> list[float]:
-    return [x for window in blocks for x in window]
-
-
-def block_sizes(ppl: dict) -> list[int]:
-    """Predicted tokens in each block of a perplexity record, in the order of its flattened ``block_nll``."""
-    per_window, size = ppl["seq_len"] - 1, ppl["block_tokens"]
-    one = [min(size, per_window - s) for s in range(0, per_window, size)]
-    return one * ppl["windows"]
-
-
-def comparisons(paths: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
-                seed: int = 0) -> pl.DataFrame:
-    """Each allocation against the paper rule, same method, sparsity and calibration domain.
-
-    ``log_ppl_diff`` = log PPL(allocation) - log PPL(paper), averaged over the calibration seeds both have,
-    with the paired bootstrap interval over seeds and token blocks (``actpat.analysis.uncertainty``).  The
-    verdict is on "the paper rule is better" (diff > 0): holds, does not hold (the allocation is better), or inconclusive.
-    """
-    runs = [json.loads(Path(p).read_text()) for p in paths]
-    by_key: dict[tuple, dict[str, dict[int, dict]]] = {}
-    for r in runs:
-        if r.get("method") in (None, "dense") or r.get("seed") is None:
-            continue
-        key = (r["model"], r["method"], r["calibration"], float(r["sparsity"]))
-        by_key.setdefault(key, {}).setdefault(r["allocation"], {})[int(r["seed"])] = r["perplexity"]
-    rows = []
-    for (model, method, cal, sp), allocs in sorted(by_key.items()):
-        base = allocs.get(COMPARE_TO)
-        if not base:
-            continue
-        for alloc, per_seed in sorted(allocs.items()):
-            if alloc == COMPARE_TO:
-                continue
-            seeds = sorted(set(base) & set(per_seed))
-            if not seeds or any("block_nll" not in r[k] for r in (base, per_seed) for k in seeds):
-                continue
-            res = paired_block_bootstrap([_flat(per_seed[k]["block_nll"]) for k in seeds],
-                                         [_flat(base[k]["block_nll"]) for k in seeds], block_sizes(base[seeds[0]]),
-                                         n_boot=n_boot, level=level, seed=seed)
-            lo, hi = res["interval"]
-            rows.append({"model": model, "method": method, "calibration": cal, "sparsity": sp, "allocation": alloc,
-                         "baseline": COMPARE_TO, "seeds": seeds, "windows": base[seeds[0]]["windows"],
-                         "blocks": res["blocks"], "log_ppl_diff": res["diff"], "lo": lo, "hi": hi,
-                         "per_seed": res["per_seed"], "ppl_ratio": float(np.exp(res["diff"])),
-                         "verdict": three_way((lo, hi)),
-                         "n_boot": n_boot, "level": level})
-    return pl.DataFrame(rows, schema=COMPARISON_SCHEMA)
-
-
-def summarise(df: pl.DataFrame) -> pl.DataFrame:
-    """Mean and sample std (ddof=1; null for a single seed) over seeds, per configuration."""
-    metrics = ["perplexity"] + [c for c in df.columns if c.endswith(tuple(f"_{s}" for s in SCORERS))]
-    aggs = [pl.len().alias("seeds"), pl.col("seed").drop_nulls().sort().alias("seed_list"),
-            pl.col("perplexity").min().alias("perplexity_min"), pl.col("perplexity").max().alias("perplexity_max"),
-            pl.col("layer_min").mean().alias("layer_min"), pl.col("layer_max").mean().alias("layer_max"),
-            pl.col("depth_spearman").mean().alias("depth_spearman")]
-    for c in metrics:
-        aggs += [pl.col(c).mean().alias(f"{c}_mean"), pl.col(c).std(ddof=1).alias(f"{c}_std")]
-    out = df.group_by(KEYS, maintain_order=True).agg(aggs)
-    return out.with_columns(pl.when(pl.col("seeds") > 1).then(pl.col(f"{c}_std")).otherwise(None).alias(f"{c}_std")
-                            for c in metrics)
+from ..atomic import write_parquet, write_text
+from ..evaluate.results import SCORER_TITLES, SCORERS, collect, comparisons, summarise
+from .charts import save_chart
+from .html import make_section, write_sections
 
 
 def _fmt(x, pct=False, digits=2):
@@ -191,7 +67,8 @@ def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp
     if comp is not None and comp.height:
         lines += ["", f"## Each allocation against the paper rule (paired, {int(comp['level'][0] * 100)}% intervals)",
                   "", "log PPL(allocation) − log PPL(paper), the mean over the calibration seeds both share; the "
-                  f"interval resamples the calibration seeds and the {comp['blocks'][0]} token blocks of the {comp['windows'][0]} evaluation windows ({comp['n_boot'][0]} resamples, paired "
+                  f"interval resamples the calibration seeds and the {comp['blocks'][0]} token blocks of the "
+                  f"{comp['windows'][0]} evaluation windows ({comp['n_boot'][0]} resamples, paired "
                   "across models and seeds); per seed: the same difference for each seed.  Verdict on "
                   "\"the paper rule is better\": " + VERDICT_TEXT, ""]
         cols = ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "interval",
@@ -279,8 +156,6 @@ def allocation_chart(sparsity_paths: Sequence[str | Path]):
 def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], chart,
                    comp: pl.DataFrame | None = None, alloc_chart=None) -> dict:
     """The pruning section of results/report/index.html (actpat.report.html format)."""
-    from ..report.html import make_section
-
     q = df["questions_per_task"].drop_nulls()
     text = [
         "Validations 1-2: unstructured pruning of the decoder blocks' linear weights with per-layer sparsity "
@@ -316,7 +191,8 @@ def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]
         tables.append({
             "id": "vs-paper", "title": "Each allocation against the paper rule", "digits": 3,
             "caption": "log PPL(allocation) − log PPL(paper), mean over shared seeds, with the paired bootstrap "
-                       "interval over seeds and token blocks of the evaluation text; verdict on 'the paper rule is better': " + VERDICT_TEXT,
+                       "interval over seeds and token blocks of the evaluation text; verdict on 'the paper rule is "
+                       "better': " + VERDICT_TEXT,
             "columns": ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "lo",
                         "hi", "seeds", "verdict"],
             "rows": [[r["model"], r["method"], r["calibration"], r["sparsity"], r["allocation"], r["ppl_ratio"],
@@ -338,8 +214,6 @@ def write_outputs(eval_paths: Sequence[str | Path], tasks: Sequence[str], *, tab
                   comparisons_path: str | Path | None = None, alloc_svg: str | Path | None = None,
                   n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pl.DataFrame:
     """All outputs of the table rule, each written under a temporary name and renamed."""
-    from ..atomic import write_parquet, write_text
-
     by_run = {Path(p).parent.name: p for p in sparsity_paths}
     df = collect(eval_paths, tasks, by_run, level)
     summ = summarise(df)
@@ -355,17 +229,5 @@ def write_outputs(eval_paths: Sequence[str | Path], tasks: Sequence[str], *, tab
     if alloc_svg is not None and alloc is not None:
         save_chart(alloc, alloc_svg)
     if section is not None:
-        from ..report.html import write_sections
-
         write_sections([report_section(df, summ, tasks, chart, comp, alloc)], section)
     return df
-
-
-def save_chart(chart, svg: str | Path, png: str | Path | None = None) -> None:
-    from ..atomic import atomic_path
-
-    with atomic_path(svg) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        chart.save(f, format="svg")
-    if png is not None:
-        with atomic_path(png) as tmp, open(tmp, "wb") as f:
-            chart.save(f, format="png", scale_factor=2)
