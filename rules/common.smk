@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from actpat.config import ConfigError, SCHEMA_PATH, check_config, check_config_files
 from actpat.codehash import code_digest
 from actpat import contenthash, resources
+from actpat.modelio import LOAD_KEYS
 
 try:
     # duplicate keys, which Snakemake's own loader drops silently
@@ -103,21 +104,11 @@ def model_input(wildcards):
 
 
 def model_load_params(wildcards):
-    """Everything that changes the loaded weights or numerics; a params trigger."""
+    """Where the weights come from and everything that changes them or the numerics
+    (actpat.modelio.LOAD_KEYS); a params trigger, read by actpat.modelio.load_for_job.
+    """
     spec = model_spec(wildcards.model)
-    keys = (
-        "source",
-        "asset",
-        "gguf_file",
-        "id",
-        "path",
-        "revision",
-        "dtype",
-        "device",
-        "device_map",
-        "trust_remote_code",
-        "allow_pickle",
-    )
+    keys = ("source", "asset", "gguf_file", "id", "path") + LOAD_KEYS
     return {
         "load_from": model_source(wildcards.model),
         **{k: spec.get(k) for k in keys},
@@ -244,6 +235,25 @@ def panel_rows(shard):
 def panel_shard_files(wildcards, ext):
     k = resources.n_shards(config["similarity"]["samples"], _panel_size())
     return [f"results/similarity/{wildcards.model}/panel/{i}.{ext}" for i in range(k)]
+
+
+# ---- figures
+def figure(path, name, category, fmt=None, per_model=True, caption=None, **labels):
+    """A figure output registered for `snakemake --report`: caption report/<name>.rst, labels
+    model/figure/format (one home for what every report() entry repeats)."""
+    fmt = fmt or path.rsplit(".", 1)[1]
+    return report(
+        path,
+        caption=f"../report/{caption or name}.rst",
+        category=category,
+        subcategory="{model}" if per_model else None,
+        labels={
+            **({"model": "{model}"} if per_model else {}),
+            **labels,
+            "figure": name,
+            "format": fmt,
+        },
+    )
 
 
 # ---- analysis

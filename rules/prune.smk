@@ -89,26 +89,26 @@ rule pruning_table:
         summary="results/tables/pruning_summary.parquet",
         comparisons="results/tables/pruning_comparisons.parquet",
         markdown="results/tables/pruning.md",
-        svg=report(
+        svg=figure(
             "results/report/pruning_ppl.svg",
-            caption="../report/pruning_ppl.rst",
-            category="Validations 1-2: pruning",
-            labels={"figure": "perplexity vs sparsity", "format": "svg"},
+            "perplexity vs sparsity",
+            "Validations 1-2: pruning",
+            per_model=False,
+            caption="pruning_ppl",
         ),
-        png=report(
+        png=figure(
             "results/report/pruning_ppl.png",
-            caption="../report/pruning_ppl.rst",
-            category="Validations 1-2: pruning",
-            labels={"figure": "perplexity vs sparsity", "format": "png"},
+            "perplexity vs sparsity",
+            "Validations 1-2: pruning",
+            per_model=False,
+            caption="pruning_ppl",
         ),
-        allocations=report(
+        allocations=figure(
             "results/report/pruning_allocations.svg",
-            caption="../report/pruning_allocations.rst",
-            category="Validations 1-2: pruning",
-            labels={
-                "figure": "per-layer sparsity of each allocation",
-                "format": "svg",
-            },
+            "per-layer sparsity of each allocation",
+            "Validations 1-2: pruning",
+            per_model=False,
+            caption="pruning_allocations",
         ),
         section="results/report/sections/pruning.json",
     log:

@@ -11,91 +11,55 @@ rule analysis_figures:
         relevance_json="results/analysis/{model}/relevance.json",
         findings="results/analysis/{model}/findings.json",
     output:
-        density_svg=report(
+        density_svg=figure(
             "results/report/{model}/density.svg",
-            caption="../report/density.rst",
-            category="Finding 1: activation density",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "density", "format": "svg"},
+            "density",
+            "Finding 1: activation density",
         ),
-        density_png=report(
+        density_png=figure(
             "results/report/{model}/density.png",
-            caption="../report/density.rst",
-            category="Finding 1: activation density",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "density", "format": "png"},
+            "density",
+            "Finding 1: activation density",
         ),
-        similarity_svg=report(
+        similarity_svg=figure(
             "results/report/{model}/similarity.svg",
-            caption="../report/similarity.rst",
-            category="Finding 2: cross-domain similarity",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "similarity", "format": "svg"},
+            "similarity",
+            "Finding 2: cross-domain similarity",
         ),
-        similarity_png=report(
+        similarity_png=figure(
             "results/report/{model}/similarity.png",
-            caption="../report/similarity.rst",
-            category="Finding 2: cross-domain similarity",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "similarity", "format": "png"},
+            "similarity",
+            "Finding 2: cross-domain similarity",
         ),
-        similarity_profile_svg=report(
+        similarity_profile_svg=figure(
             "results/report/{model}/similarity_profile.svg",
-            caption="../report/similarity_profile.rst",
-            category="Finding 2: cross-domain similarity",
-            subcategory="{model}",
-            labels={
-                "model": "{model}",
-                "figure": "similarity_profile",
-                "format": "svg",
-            },
+            "similarity_profile",
+            "Finding 2: cross-domain similarity",
         ),
-        similarity_profile_png=report(
+        similarity_profile_png=figure(
             "results/report/{model}/similarity_profile.png",
-            caption="../report/similarity_profile.rst",
-            category="Finding 2: cross-domain similarity",
-            subcategory="{model}",
-            labels={
-                "model": "{model}",
-                "figure": "similarity_profile",
-                "format": "png",
-            },
+            "similarity_profile",
+            "Finding 2: cross-domain similarity",
         ),
-        relevance_svg=report(
+        relevance_svg=figure(
             "results/report/{model}/relevance.svg",
-            caption="../report/relevance.rst",
-            category="Finding 3: relevance map",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "relevance", "format": "svg"},
+            "relevance",
+            "Finding 3: relevance map",
         ),
-        relevance_png=report(
+        relevance_png=figure(
             "results/report/{model}/relevance.png",
-            caption="../report/relevance.rst",
-            category="Finding 3: relevance map",
-            subcategory="{model}",
-            labels={"model": "{model}", "figure": "relevance", "format": "png"},
+            "relevance",
+            "Finding 3: relevance map",
         ),
-        relevance_scatter_svg=report(
+        relevance_scatter_svg=figure(
             "results/report/{model}/relevance_scatter.svg",
-            caption="../report/relevance_scatter.rst",
-            category="Finding 3: relevance map",
-            subcategory="{model}",
-            labels={
-                "model": "{model}",
-                "figure": "relevance_scatter",
-                "format": "svg",
-            },
+            "relevance_scatter",
+            "Finding 3: relevance map",
         ),
-        relevance_scatter_png=report(
+        relevance_scatter_png=figure(
             "results/report/{model}/relevance_scatter.png",
-            caption="../report/relevance_scatter.rst",
-            category="Finding 3: relevance map",
-            subcategory="{model}",
-            labels={
-                "model": "{model}",
-                "figure": "relevance_scatter",
-                "format": "png",
-            },
+            "relevance_scatter",
+            "Finding 3: relevance map",
         ),
         section="results/report/sections/analysis-{model}.json",
     log:

@@ -23,7 +23,6 @@ rule score_shard:
     params:
         code=script_code("score_shard.py"),
         load=model_load_params,
-        source=lambda w: model_source(w.model),
         options=lambda w: {
             **score_options(w.model),
             "probe_per_layer": config["scoring"]["probe_per_layer"],
@@ -82,7 +81,6 @@ rule score_panel:
     params:
         code=script_code("score_panel.py"),
         load=model_load_params,
-        source=lambda w: model_source(w.model),
         options=lambda w: {**score_options(w.model), "truncation": "left"},
         domains=DOMAINS,
         rows=lambda w: panel_rows(int(w.shard)),
@@ -135,7 +133,6 @@ rule score_pairs:
     params:
         code=script_code("score_pairs.py"),
         load=model_load_params,
-        source=lambda w: model_source(w.model),
         # pair outputs hold LLMDcos and hidden-state cosines, no counts: thresholds left out
         options=lambda w: {
             **{k: v for k, v in score_options(w.model).items() if k != "thresholds"},

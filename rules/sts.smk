@@ -11,16 +11,12 @@ rule sts_eval:
     output:
         table="results/sts/{model}/{pairset}.spearman.parquet",
         md="results/sts/{model}/{pairset}.spearman.md",
-        svg=report(
+        svg=figure(
             "results/sts/{model}/{pairset}.spearman.svg",
-            caption="../report/sts.rst",
-            category="Validation 3: sentence similarity",
-            subcategory="{model}",
-            labels={
-                "model": "{model}",
-                "pair set": "{pairset}",
-                "figure": "rho by layer",
-            },
+            "rho by layer",
+            "Validation 3: sentence similarity",
+            caption="sts",
+            **{"pair set": "{pairset}"},
         ),
         png="results/sts/{model}/{pairset}.spearman.png",
         section="results/report/sections/sts-{model}-{pairset}.json",

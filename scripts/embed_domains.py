@@ -2,15 +2,12 @@
 
 from pathlib import Path
 
-import torch
-
 from actpat.analysis.relevance import head_texts, mean_embeddings
 from actpat.atomic import write_parquet
 from actpat.data.sources import checked_asset_dir
 from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:
-    torch.set_num_threads(snakemake.threads)
     texts = {d: head_texts(t, snakemake.params.texts) for d, t in zip(snakemake.params.domains, snakemake.input.tables)}
     df = mean_embeddings(texts, checked_asset_dir(Path(snakemake.input.model)))
     write_parquet(df, snakemake.output[0])

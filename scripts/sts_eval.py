@@ -1,12 +1,9 @@
 """Validation 3: Spearman rho of summed LLMDcos (and baselines) against human pair scores."""
 
-import torch
-
 from actpat.report.sts import run
 from actpat.workflow import rule_logging
 
 with rule_logging(snakemake) as log:
-    torch.set_num_threads(max(1, snakemake.threads))
     run(
         pairs_path=snakemake.input.pairs,
         llmdcos_path=snakemake.input.llmdcos,

@@ -43,7 +43,7 @@ LOAD = {"dtype": "float32", "device": "cpu"}
 
 def _shard(saved, rows, tag, opts=None, batch_size=2):
     out = saved / tag
-    jobs.score_domain_shard(model_name="tiny", source=str(saved / "m"), load_kw=LOAD, table=saved / "x.parquet",
+    jobs.score_domain_shard(model_name="tiny", load={"load_from": str(saved / "m"), **LOAD}, table=saved / "x.parquet",
                             rows=rows, opts=opts or ScoreOptions(thresholds=(1e-3,)), batch_size=batch_size,
                             out_store=out / "s.zarr", out_stats=out / "s.stats.parquet",
                             out_gram=out / "s.gram.parquet")
@@ -61,7 +61,7 @@ def test_shards_merge_to_the_single_run_and_the_reference(saved):
     single = ScoreStore(whole / "s.zarr")
     assert merged.attrs["n_samples"] == 6 and merged.attrs["kind"] == "mean" and merged.attrs["shards"] == 2
     assert single.attrs["kind"] == "sum"
-    model, tok = jobs.load(str(saved / "m"), LOAD)
+    model, tok = jobs.load_for_job({"load_from": str(saved / "m"), **LOAD})
     model64 = model.to(torch.float64)
     ws = ActivationScorer(model64, tok).weights
     ref = [batch1_activations(model64, tok, t, ws) for t in TEXTS]
@@ -108,7 +108,7 @@ def test_cli_score_writes_a_mean_store(saved):
 
 
 def test_panel_has_every_domain_pair(saved):
-    res = jobs.score_panel(model_name="tiny", source=str(saved / "m"), load_kw=LOAD,
+    res = jobs.score_panel(model_name="tiny", load={"load_from": str(saved / "m"), **LOAD},
                            tables={"x": str(saved / "x.parquet"), "y": str(saved / "y.parquet")}, rows=range(0, 4),
                            per_batch=2, opts=ScoreOptions(), out_gram=saved / "p.gram.parquet",
                            out_stats=saved / "p.stats.parquet")
@@ -123,10 +123,11 @@ def test_pairs_with_shared_texts_and_self_pairs(saved):
                           "text_b": [TEXTS[1], TEXTS[2], TEXTS[1], TEXTS[3]], "score": [0.1, 0.2, 0.3, 1.0],
                           "source": "test"})
     pairs.write_parquet(saved / "pairs.parquet")
-    jobs.score_pairs(model_name="tiny", source=str(saved / "m"), load_kw=LOAD, pairs_table=saved / "pairs.parquet",
+    jobs.score_pairs(model_name="tiny", load={"load_from": str(saved / "m"), **LOAD},
+                     pairs_table=saved / "pairs.parquet",
                      opts=ScoreOptions(), block_size=2, out_llmdcos=saved / "l.parquet", out_hidden=saved / "h.parquet")
     got = pl.read_parquet(saved / "l.parquet")
-    model, tok = jobs.load(str(saved / "m"), LOAD)
+    model, tok = jobs.load_for_job({"load_from": str(saved / "m"), **LOAD})
     model = model.to(torch.float64)
     ws = ActivationScorer(model, tok).weights
     L = 3

@@ -8,9 +8,8 @@ import pytest
 from actpat.engine import plan
 
 
-def test_consecutive_and_shards():
+def test_consecutive():
     assert plan.consecutive(5, 2) == [[0, 1], [2, 3], [4]]
-    assert [list(r) for r in plan.shards(5, 2)] == [[0, 1], [2, 3], [4]]
 
 
 def test_mixed_batches_hold_every_group():

@@ -180,3 +180,26 @@ def test_prune_model_controls_share_the_paper_rules_range(allocation):
         assert spread(targets) == pytest.approx(spread(paper), abs=1e-12)
     if allocation == "owl_matched":
         assert res.extra["owl_lambda"] == pytest.approx(spread(paper) / 2)
+
+
+def test_an_allocation_is_one_registry_entry(monkeypatch):
+    """allocate, the config check and needs_calibration all read ALLOCATIONS."""
+    from actpat.config import check_config
+    from actpat.prune import allocation as A
+    from actpat.prune.sequential import needs_calibration
+
+    ramp = A.Allocation(lambda x: (A.depth_ramp_allocation(x.n_layers, x.target, 0.1), {}))
+    monkeypatch.setitem(A.ALLOCATIONS, "fixed_ramp", ramp)
+    rule, extra = A.allocate("fixed_ramp", A.Inputs(5, 0.5))
+    np.testing.assert_allclose(rule, 0.5 + 0.1 * (np.arange(5) / 4 - 0.5))
+    assert extra == {}
+    assert not needs_calibration("magnitude", "fixed_ramp") and needs_calibration("magnitude", "owl")
+    cfg = {"models": {"m": {"source": "hub", "id": "x/y"}},
+           "domains": {"c4": {"source": "spam_assassin", "format": "text"}},
+           "prune": {"runs": [{"method": "magnitude", "allocation": ["fixed_ramp"], "sparsity": [0.5]}]},
+           "evaluation": {"perplexity": {"domain": "c4"}, "zeroshot": {"domains": []}}}
+    check_config(cfg)
+    with pytest.raises(ValueError, match=r"prune.runs\[0\].allocation: unknown allocation 'ramp'; known: uniform"):
+        check_config({**cfg, "prune": {"runs": [{"method": "magnitude", "allocation": "ramp", "sparsity": [0.5]}]}})
+    with pytest.raises(A.AllocationError, match="needs one activated-weight count per block"):
+        A.allocate("paper", A.Inputs(5, 0.5))

@@ -120,7 +120,7 @@ def test_over_long_text_is_truncated_and_counted(tmp_path, caplog):
     pl.DataFrame({"id": [f"x{i}" for i in range(4)], "domain": "x",
                   "text": texts}).write_parquet(tmp_path / "x.parquet")
     with caplog.at_level(logging.INFO):
-        jobs.score_domain_shard(model_name="tiny", source=str(model_dir), load_kw={"dtype": "float32"},
+        jobs.score_domain_shard(model_name="tiny", load={"load_from": str(model_dir), "dtype": "float32"},
                                 table=tmp_path / "x.parquet", rows=range(0, 4), opts=ScoreOptions(max_tokens=16),
                                 batch_size=2, out_store=tmp_path / "s.zarr", out_stats=tmp_path / "s.stats.parquet",
                                 out_gram=tmp_path / "s.gram.parquet")

@@ -39,7 +39,7 @@ torch.set_num_threads(1)
 from actpat.engine.jobs import score_domain_shard
 from actpat.engine.scorer import ScoreOptions
 out = sys.argv[3]
-score_domain_shard(model_name="tiny", source=sys.argv[1], load_kw={"dtype": "float32"}, table=sys.argv[2],
+score_domain_shard(model_name="tiny", load={"load_from": sys.argv[1], "dtype": "float32"}, table=sys.argv[2],
                    rows=range(0, 6), opts=ScoreOptions(max_tokens=48, thresholds=(1e-3,)), batch_size=3,
                    out_store=out + "/s.zarr", out_stats=out + "/s.stats.parquet", out_gram=out + "/s.gram.parquet")
 """
@@ -100,7 +100,7 @@ def test_store_attributes_record_model_data_and_packages(wd, tmp_path):
     from actpat.engine.jobs import score_domain_shard
     from actpat.engine.scorer import ScoreOptions
 
-    score_domain_shard(model_name="tiny", source=str(wd / "model"), load_kw={"dtype": "float32"}, table=table,
+    score_domain_shard(model_name="tiny", load={"load_from": str(wd / "model"), "dtype": "float32"}, table=table,
                        rows=range(0, 2), opts=ScoreOptions(), batch_size=2, out_store=tmp_path / "s.zarr",
                        out_stats=tmp_path / "s.stats.parquet", out_gram=tmp_path / "s.gram.parquet")
     at = ScoreStore(tmp_path / "s.zarr").attrs

@@ -211,7 +211,7 @@ def test_sigkill_of_a_scoring_job_then_rerun_equals_uninterrupted(tmp_path):
     torch.set_num_threads(1)  # the job ran with --cores 1, so one thread
     try:
         ref = tmp_path / "ref"
-        jobs.score_domain_shard(model_name="tiny", source=str(wd / "model"), load_kw=LOAD,
+        jobs.score_domain_shard(model_name="tiny", load={"load_from": str(wd / "model"), **LOAD},
                                 table=wd / "results/data/qa.parquet", rows=range(0, SLOW["samples"]),
                                 opts=ScoreOptions(max_tokens=SLOW["max_tokens"], thresholds=(1e-3,), truncation="left"),
                                 batch_size=SLOW["batch_size"], out_store=ref / "0.zarr",
@@ -263,9 +263,10 @@ def test_full_disk_fails_the_job_cleanly_and_keeps_earlier_results(tmp_path, tin
     out = tiny_disk / "shards"
 
     def shard(rows):
-        return jobs.score_domain_shard(model_name="tiny", source=str(model_dir), load_kw=LOAD, table=table, rows=rows,
-                                       opts=ScoreOptions(thresholds=(1e-3,)), batch_size=2, out_store=out / "0.zarr",
-                                       out_stats=out / "0.stats.parquet", out_gram=out / "0.gram.parquet")
+        return jobs.score_domain_shard(model_name="tiny", load={"load_from": str(model_dir), **LOAD}, table=table,
+                                       rows=rows, opts=ScoreOptions(thresholds=(1e-3,)), batch_size=2,
+                                       out_store=out / "0.zarr", out_stats=out / "0.stats.parquet",
+                                       out_gram=out / "0.gram.parquet")
 
     shard(range(0, 2))  # earlier results, complete
     before = {n: a.copy() for n, a in ScoreStore(out / "0.zarr").items()}
@@ -389,7 +390,7 @@ def test_merge_refuses_shards_scored_with_other_weights(tmp_path):
     outs = []
     for k, d in enumerate((a_dir, b_dir)):
         o = tmp_path / f"s{k}"
-        jobs.score_domain_shard(model_name="tiny", source=str(d), load_kw=LOAD, table=tmp_path / "x.parquet",
+        jobs.score_domain_shard(model_name="tiny", load={"load_from": str(d), **LOAD}, table=tmp_path / "x.parquet",
                                 rows=range(k, k + 1), opts=ScoreOptions(), batch_size=1, out_store=o / "s.zarr",
                                 out_stats=o / "s.stats.parquet", out_gram=o / "s.gram.parquet")
         outs.append(o / "s.zarr")

@@ -145,7 +145,7 @@ def test_pickle_only_checkpoint_is_refused_and_never_unpickled(tmp_path):
         load_model(str(d))
     assert not marker.exists()
     with pytest.raises(ModelError, match="allow_pickle"):  # the scoring job's entry point as well
-        jobs.load(str(d), {"dtype": "float32", "device": "cpu"})
+        jobs.load_for_job({"load_from": str(d), "dtype": "float32", "device": "cpu"})
     assert not marker.exists()
 
 
@@ -192,7 +192,7 @@ def test_remote_code_is_refused_and_never_imported(tmp_path):
         load_model(str(d))
     assert not marker.exists()
     with pytest.raises(ModelError, match="trust_remote_code"):
-        jobs.load(str(d), {"dtype": "float32", "device": "cpu", "trust_remote_code": False})
+        jobs.load_for_job({"load_from": str(d), "dtype": "float32", "device": "cpu", "trust_remote_code": False})
     assert not marker.exists()
     # control: the marker mechanism works, so its absence above means the code did not run
     model, _ = load_model(str(d), trust_remote_code=True)
@@ -234,7 +234,7 @@ def test_scoring_job_with_a_bad_model_writes_nothing(tmp_path):
                   "text": ["one text", "two texts"]}).write_parquet(tmp_path / "x.parquet")
     out = tmp_path / "out"
     with pytest.raises(ModelError, match="not a causal language model"):
-        jobs.score_domain_shard(model_name="bert", source=str(d), load_kw={"dtype": "float32"},
+        jobs.score_domain_shard(model_name="bert", load={"load_from": str(d), "dtype": "float32"},
                                 table=tmp_path / "x.parquet",
                                 rows=range(0, 2), opts=ScoreOptions(), batch_size=2, out_store=out / "s.zarr",
                                 out_stats=out / "s.stats.parquet", out_gram=out / "s.gram.parquet")

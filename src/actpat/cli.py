@@ -20,6 +20,7 @@ def _score(a) -> int:
 
     from .engine.jobs import merge_domain, score_domain_shard
     from .engine.scorer import ScoreOptions
+    from .modelio import LOAD_KEYS
 
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -27,10 +28,9 @@ def _score(a) -> int:
     rows = range(a.start, a.start + a.n)
     opts = ScoreOptions(target=a.target, max_tokens=a.max_tokens, thresholds=tuple(a.threshold),
                         include=a.include, exclude=a.exclude)
-    load_kw = {"dtype": a.dtype, "device": a.device, "device_map": a.device_map,
-               "trust_remote_code": a.trust_remote_code, "allow_pickle": a.allow_pickle, "revision": a.revision}
+    load = {"load_from": a.model, **{k: getattr(a, k) for k in LOAD_KEYS}}
     shard_store = out if a.sums else stem.parent / f".{stem.name}.shard.zarr"
-    score_domain_shard(model_name=a.name or Path(a.model).name, source=a.model, load_kw=load_kw,
+    score_domain_shard(model_name=a.name or Path(a.model).name, load=load,
                        table=a.samples, rows=rows, opts=opts, batch_size=a.batch_size,
                        out_store=shard_store, out_stats=f"{stem}.stats.parquet", out_gram=f"{stem}.gram.parquet")
     if not a.sums:  # a single shard: turn sums into means exactly as the merge rule does

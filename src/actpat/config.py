@@ -332,6 +332,8 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
 
     pr = cfg["prune"]
     if pr["enabled"]:
+        from .prune.allocation import ALLOCATIONS  # the allocation registry (one entry per rule)
+
         need_domain("prune.calibration.domain", pr["calibration"]["domain"])
         need_domain("prune.activation_domain", pr["activation_domain"])
         for i, run in enumerate(pr["runs"]):
@@ -339,13 +341,18 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
             for c in ([cal] if isinstance(cal, str) else cal or []):
                 need_domain(f"prune.runs[{i}].calibration", c)
             allocs = run["allocation"] if isinstance(run["allocation"], list) else [run["allocation"]]
-            if run["method"] == "magnitude" and "owl" in allocs:
-                pass  # OWL needs Wanda scores, which need calibration data: allowed (as in OWL's code)
+            for a in allocs:
+                if a not in ALLOCATIONS:
+                    out.append(f"prune.runs[{i}].allocation: unknown allocation {a!r}; known: {', '.join(ALLOCATIONS)}")
         out += _calibration_problems(cfg)
         ev = cfg["evaluation"]
         need_domain("evaluation.perplexity.domain", ev["perplexity"]["domain"], text=True)
         for d in ev["zeroshot"]["domains"]:
             need_domain("evaluation.zeroshot.domains", d, mc=True)
+        for a in ev["zeroshot"]["allocations"] or []:
+            if a not in ALLOCATIONS:
+                out.append(f"evaluation.zeroshot.allocations: unknown allocation {a!r}; known: "
+                           f"{', '.join(ALLOCATIONS)}")
         if len(set(ev["zeroshot"]["domains"])) != len(ev["zeroshot"]["domains"]):
             out.append(f"evaluation.zeroshot.domains: duplicate names in {ev['zeroshot']['domains']}")
         for d in ev["zeroshot"]["domains"]:

@@ -198,6 +198,16 @@ def load_model(
     return model, tok
 
 
+# The config keys of a model that change the loaded weights or numerics (rules pass them as
+# params: load, with load_from, the directory or hub id to load).
+LOAD_KEYS = ("dtype", "device", "device_map", "trust_remote_code", "allow_pickle", "revision")
+
+
+def load_for_job(load: dict):
+    """The model and tokenizer a job's ``load`` spec names (``load_from`` and ``LOAD_KEYS``)."""
+    return load_model(load["load_from"], **{k: load[k] for k in LOAD_KEYS if k in load})
+
+
 @torch.no_grad()
 def check_causal(model: nn.Module, name: str = "") -> None:
     """Refuse a model whose first position sees later tokens (an encoder such as BERT, which

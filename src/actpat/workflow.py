@@ -1,9 +1,10 @@
-"""Glue for Snakemake `script:` files: logging into the rule's log file."""
+"""Glue for Snakemake `script:` files: the rule's log file, its threads and its GPUs."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -24,7 +25,9 @@ def _raise_terminated(signum, frame):
 
 @contextlib.contextmanager
 def rule_logging(snakemake):
-    """Send logging, warnings and stderr of a script to the rule's log file.
+    """Send logging, warnings and stderr of a script to the rule's log file, and give the job what
+    it was allotted: ``threads`` torch threads and, for a rule with a ``gpu`` resource, its own
+    GPU(s) (``actpat.gpus.claim_gpu``: the scheduler's choice, or a free device of the host).
 
     Progress bars (tqdm) write to stderr, so they end up in the log too.
     """
@@ -44,6 +47,7 @@ def rule_logging(snakemake):
     old_term = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
     log.info("rule %s started (wildcards %s)", snakemake.rule, dict(snakemake.wildcards))
     try:
+        _allot(snakemake)
         yield log
     except Terminated as e:
         log.error("rule %s was terminated (%s) after %.1f s; its outputs were not written", snakemake.rule, e,
@@ -60,3 +64,15 @@ def rule_logging(snakemake):
         root.removeHandler(handler)
         if path:
             stream.close()
+
+
+def _allot(snakemake) -> None:
+    gpus = int(snakemake.resources.get("gpu", 0) or 0)
+    if gpus:
+        from .gpus import claim_gpu
+
+        claim_gpu(gpus)  # before torch initialises CUDA
+    threads = max(1, int(snakemake.threads))
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch imported later (lazily) reads it
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)

@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from .. import __version__
-from ..modelio import load_model, model_fingerprint, resolve_device  # noqa: F401 - re-exported
+from ..modelio import load_for_job, model_fingerprint
 from ..provenance import package_versions
 from . import plan
 from .scorer import ActivationScorer, ScoreOptions, ScoreResult
@@ -27,13 +27,6 @@ from ..contracts import GRAM_SCHEMA
 from .frames import gram_frame, probe_frame, stats_frame
 
 log = logging.getLogger(__name__)
-
-
-def load(source: str, load_kw: dict):
-    kw = {k: load_kw[k] for k in ("dtype", "device_map", "trust_remote_code", "allow_pickle", "revision")
-          if k in load_kw}
-    kw["device"] = resolve_device(load_kw.get("device", "cpu"))
-    return load_model(source, **kw)
 
 
 def _weights_attr(res: ScoreResult) -> list[dict]:
@@ -75,7 +68,7 @@ def read_rows(table: str | Path, rows: range) -> pl.DataFrame:
     return df.slice(rows.start, len(rows))
 
 
-def score_domain_shard(*, model_name: str, source: str, load_kw: dict, table: str | Path, rows: range,
+def score_domain_shard(*, model_name: str, load: dict, table: str | Path, rows: range,
                        opts: ScoreOptions, batch_size: int, out_store: str | Path, out_stats: str | Path,
                        out_gram: str | Path, out_probe: str | Path | None = None, shard: int = 0, model=None,
                        tok=None) -> ScoreResult:
@@ -83,11 +76,11 @@ def score_domain_shard(*, model_name: str, source: str, load_kw: dict, table: st
     df = read_rows(table, rows)
     domain = df["domain"][0]
     if model is None:
-        model, tok = load(source, load_kw)
+        model, tok = load_for_job(load)
     scorer = ActivationScorer(model, tok, opts)
     res = scorer.run(df["text"].to_list(), df["id"].to_list(), [domain] * df.height,
                      batch_size=batch_size, desc=f"{domain} shard {shard}")
-    attrs = _base_attrs(model_name, source, res, opts, model)
+    attrs = _base_attrs(model_name, load["load_from"], res, opts, model)
     attrs.update({
         "kind": "sum", "domain": domain, "shard": shard, "rows": [rows.start, rows.stop],
         "n_samples": res.n_samples.get(domain, 0), "n_excluded": len(res.excluded),
@@ -115,7 +108,7 @@ def merge_domain(stores: list[str], stats: list[str], grams: list[str], *, out_s
         write_parquet(pl.concat([pl.read_parquet(p) for p in probes]), out_probe)
 
 
-def score_panel(*, model_name: str, source: str, load_kw: dict, tables: dict[str, str], rows: range,
+def score_panel(*, model_name: str, load: dict, tables: dict[str, str], rows: range,
                 per_batch: int, opts: ScoreOptions, out_gram: str | Path, out_stats: str | Path,
                 model=None, tok=None) -> ScoreResult:
     """Rows ``rows`` of every domain table scored in mixed batches (cross-domain pairs)."""
@@ -127,7 +120,7 @@ def score_panel(*, model_name: str, source: str, load_kw: dict, tables: dict[str
         ids += df["id"].to_list()
         groups += [domain] * df.height
     if model is None:
-        model, tok = load(source, load_kw)
+        model, tok = load_for_job(load)
     opts = ScoreOptions(**{**asdict(opts), "sums": False})
     res = ActivationScorer(model, tok, opts).run(texts, ids, groups, batches=plan.mixed(by_group, per_batch),
                                                   desc="panel")
@@ -136,7 +129,7 @@ def score_panel(*, model_name: str, source: str, load_kw: dict, tables: dict[str
     return res
 
 
-def score_pairs(*, model_name: str, source: str, load_kw: dict, pairs_table: str | Path, opts: ScoreOptions,
+def score_pairs(*, model_name: str, load: dict, pairs_table: str | Path, opts: ScoreOptions,
                 block_size: int, out_llmdcos: str | Path, out_hidden: str | Path, model=None, tok=None) -> ScoreResult:
     """LLMDcos of each sentence pair, per layer, with both texts in one pass (texts deduplicated)."""
     pairs = pl.read_parquet(pairs_table)
@@ -153,7 +146,7 @@ def score_pairs(*, model_name: str, source: str, load_kw: dict, pairs_table: str
     log.info("%d pairs over %d distinct texts: %d passes in %d batches", pairs.height, len(texts),
              sum(map(len, batches)), len(batches))
     if model is None:
-        model, tok = load(source, load_kw)
+        model, tok = load_for_job(load)
     opts = ScoreOptions(**{**asdict(opts), "sums": False, "hidden": True, "gram": True})
     res = ActivationScorer(model, tok, opts).run(texts, tids, batches=batches, desc="pairs")
     L = res.n_layers

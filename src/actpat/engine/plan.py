@@ -15,10 +15,6 @@ def consecutive(n: int, batch_size: int) -> list[list[int]]:
     return [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)]
 
 
-def shards(n: int, shard_size: int) -> list[range]:
-    return [range(i, min(i + shard_size, n)) for i in range(0, n, shard_size)]
-
-
 def mixed(rows_by_group: dict[str, list[int]], per_batch: int) -> list[list[int]]:
     """Mixed batches holding ``per_batch`` samples of every group.
 

@@ -72,6 +72,9 @@ class ScoreOptions:
     # keeps their start (plain-text windows, whose last token is arbitrary anyway)
     truncation: str = "right"
 
+    def __post_init__(self):
+        self.thresholds = tuple(self.thresholds)  # a YAML list from the config reads as the same options
+
 
 @dataclass
 class ScoreResult:

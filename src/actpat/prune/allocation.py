@@ -31,13 +31,12 @@ size-weighted mean is S again; the adjustment is reported, never silent.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-ALLOCATIONS = ("uniform", "paper", "owl", "owl_matched", "depth_ramp", "permuted")
-NEEDS_COUNTS = ("paper", "owl_matched", "depth_ramp", "permuted")  # need the activated-weight counts N_i
 
 
 class AllocationError(ValueError):
@@ -151,3 +150,73 @@ def pruned_per_row(n: int, sparsity: float) -> int:
     """Weights zeroed out of ``n``: Wanda's ``int(n * S)``, guarded against float round-down
     (e.g. 100 * 0.29 = 28.999999999999996 would otherwise drop one weight)."""
     return min(n, int(math.floor(n * sparsity + 1e-9)))
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+@dataclass
+class Inputs:
+    """What a rule may read.  ``outlier_ratios()`` runs OWL's pass over the dense model on the
+    calibration data (only allocations with ``needs_outliers`` may call it)."""
+
+    n_layers: int
+    target: float
+    counts: np.ndarray | None = None  # N_i, for allocations with needs_counts
+    alpha: float = 2.0
+    beta: float = 0.2
+    owl_lambda: float = 0.08
+    seed: int = 0  # the run's calibration seed (permuted: one permutation per seed)
+    outlier_ratios: Callable[[], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One allocation rule: per-block sparsities (block 0 first) and what to record beside them."""
+
+    rule: Callable[[Inputs], tuple[np.ndarray, dict]]
+    needs_counts: bool = False  # reads N_i (the density table of the activation domain)
+    needs_outliers: bool = False  # reads OWL's outlier ratios (needs calibration data)
+
+
+def _owl(x: Inputs, lam: float) -> tuple[np.ndarray, dict]:
+    lod = x.outlier_ratios()
+    return owl_allocation(lod, x.target, lam), {"lod": [float(v) for v in lod], "owl_lambda": float(lam)}
+
+
+def _paper(x: Inputs) -> np.ndarray:
+    return paper_allocation(x.counts, x.target, x.alpha, x.beta)
+
+
+def _permuted(x: Inputs) -> tuple[np.ndarray, dict]:
+    shuffled = permuted_counts(x.counts, x.seed)
+    return paper_allocation(shuffled, x.target, x.alpha, x.beta), {"n_active": [int(c) for c in shuffled]}
+
+
+# A new allocation is one entry here (the config check and the runs read this table).
+ALLOCATIONS: dict[str, Allocation] = {
+    "uniform": Allocation(lambda x: (uniform_allocation(x.n_layers, x.target), {})),
+    "paper": Allocation(lambda x: (_paper(x), {}), needs_counts=True),
+    "owl": Allocation(lambda x: _owl(x, x.owl_lambda), needs_outliers=True),
+    "owl_matched": Allocation(lambda x: _owl(x, spread(_paper(x)) / 2), needs_counts=True, needs_outliers=True),
+    "depth_ramp": Allocation(lambda x: (depth_ramp_allocation(x.n_layers, x.target, spread(_paper(x))), {}),
+                             needs_counts=True),
+    "permuted": Allocation(_permuted, needs_counts=True),
+}
+NEEDS_COUNTS = tuple(n for n, a in ALLOCATIONS.items() if a.needs_counts)
+
+
+def allocate(name: str, x: Inputs) -> tuple[np.ndarray, dict]:
+    """Per-block sparsities of allocation ``name`` and what it records (``n_active``: the counts
+    it was fed; ``lod``, ``owl_lambda``: OWL's)."""
+    if name not in ALLOCATIONS:
+        raise AllocationError(f"unknown allocation {name!r}; use one of {', '.join(ALLOCATIONS)}")
+    a = ALLOCATIONS[name]
+    extra: dict = {}
+    if a.needs_counts:
+        if x.counts is None or len(x.counts) != x.n_layers:
+            raise AllocationError(f"allocation {name!r} needs one activated-weight count per block ({x.n_layers}); "
+                                  f"got {None if x.counts is None else len(x.counts)}")
+        extra["n_active"] = [int(c) for c in x.counts]
+    rule, more = a.rule(x)
+    return rule, {**extra, **more}

@@ -168,3 +168,18 @@ def prune_and_evaluate(
     record["timings_s"]["job_cpu"] = time.process_time() - c0
     write_json(record, out_eval)
     return record
+
+
+def run_job(*, model_name: str, load: Mapping, run: Mapping | None, density: str | Path | None = None,
+            gamma: float | None = None, **kw) -> dict:
+    """One ``prune_evaluate`` / ``evaluate_dense`` job: load the model its ``load`` spec names, read
+    N_i when the allocation needs them, then ``prune_and_evaluate`` (``kw``: its remaining arguments)."""
+    from ..modelio import load_for_job, num_layers
+    from .allocation import NEEDS_COUNTS
+
+    model, tok = load_for_job(dict(load))
+    run = PruneRun(**run) if run else None
+    counts = None
+    if run is not None and run.allocation in NEEDS_COUNTS:
+        counts = activation_counts(density, gamma, num_layers(model))
+    return prune_and_evaluate(model, tok, model_name=model_name, run=run, counts=counts, **kw)

@@ -27,19 +27,7 @@ import torch
 from torch import nn
 
 from ..modelio import ScoredWeight, find_blocks, scored_weights
-from .allocation import (
-    ALLOCATIONS,
-    NEEDS_COUNTS,
-    depth_ramp_allocation,
-    fit_to_target,
-    outlier_ratio,
-    owl_allocation,
-    paper_allocation,
-    permuted_counts,
-    pruned_per_row,
-    spread,
-    uniform_allocation,
-)
+from .allocation import ALLOCATIONS, AllocationError, Inputs, allocate, fit_to_target, outlier_ratio, pruned_per_row
 from .masks import apply_mask, magnitude_mask, rowwise_mask, wanda_scores
 from .sparsegpt import sparsegpt_prune
 
@@ -54,7 +42,8 @@ class PruneError(RuntimeError):
 
 def needs_calibration(method: str, allocation: str) -> bool:
     """Magnitude pruning needs no data unless OWL's outlier ratios (Wanda scores) are used."""
-    return method in ("wanda", "sparsegpt") or allocation in ("owl", "owl_matched")
+    a = ALLOCATIONS.get(allocation)  # an unknown name is refused by allocate, naming the known ones
+    return method in ("wanda", "sparsegpt") or (a is not None and a.needs_outliers)
 
 
 # ----------------------------------------------------------------------------- block inputs
@@ -250,31 +239,12 @@ def prune_model(
             raise PruneError(f"method {method!r} with allocation {allocation!r} needs calibration data")
         inputs = capture_block_inputs(model, calibration_ids, batch_size)
 
-    extra: dict = {}
-    if allocation in NEEDS_COUNTS:
-        if counts is None or len(counts) != L:
-            raise PruneError(f"allocation {allocation!r} needs one activated-weight count per block ({L}); "
-                             f"got {None if counts is None else len(counts)}")
-        extra["n_active"] = [int(c) for c in counts]
-        paper_rule = paper_allocation(counts, target, alpha, beta)
-    if allocation == "uniform":
-        rule = uniform_allocation(L, target)
-    elif allocation == "paper":
-        rule = paper_rule
-    elif allocation == "permuted":
-        shuffled = permuted_counts(counts, permutation_seed)
-        rule = paper_allocation(shuffled, target, alpha, beta)
-        extra["n_active"] = [int(c) for c in shuffled]  # what the rule was fed
-    elif allocation == "depth_ramp":
-        rule = depth_ramp_allocation(L, target, spread(paper_rule))
-    elif allocation in ("owl", "owl_matched"):
-        lam = owl_lambda if allocation == "owl" else spread(paper_rule) / 2
-        lod = owl_outlier_ratios(model, inputs, owl_M, groups, progress)
-        rule = owl_allocation(lod, target, lam)
-        extra["lod"] = [float(x) for x in lod]
-        extra["owl_lambda"] = float(lam)
-    else:
-        raise PruneError(f"unknown allocation {allocation!r}; use one of {', '.join(ALLOCATIONS)}")
+    try:
+        rule, extra = allocate(allocation, Inputs(
+            L, target, None if counts is None else np.asarray(counts), alpha, beta, owl_lambda, permutation_seed,
+            outlier_ratios=lambda: owl_outlier_ratios(model, inputs, owl_M, groups, progress)))
+    except AllocationError as e:
+        raise PruneError(str(e)) from None
     per_block, adjusted = fit_to_target(rule, target, sizes)
     if adjusted:
         log.warning("allocation %s: sparsities clipped to [0, 1] and the unclipped blocks shifted so the mean "
