@@ -122,6 +122,7 @@ rule pruning_table:
     params:
         code=script_code("pruning_table.py"),
         zeroshot_domains=config["evaluation"]["zeroshot"]["domains"],
+        calibration=config["prune"]["calibration"]["domain"],
         uncertainty=config["uncertainty"],
     script:
         "../scripts/pruning_table.py"

@@ -9,5 +9,6 @@ with rule_logging(snakemake) as log:
     df = write_outputs(snakemake.input.evals, snakemake.params.zeroshot_domains, table=out.table,
                        summary=out.summary, markdown_path=out.markdown, svg=out.svg, png=out.png, section=out.section,
                        sparsity_paths=snakemake.input.sparsity, comparisons_path=out.comparisons,
-                       alloc_svg=out.allocations, n_boot=u["resamples"], level=u["level"], seed=u["seed"])
+                       alloc_svg=out.allocations, calibration=snakemake.params.calibration, n_boot=u["resamples"],
+                       level=u["level"], seed=u["seed"])
     log.info("%d runs tabulated", df.height)

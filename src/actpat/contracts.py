@@ -66,9 +66,11 @@ STS_RESULT_SCHEMA = {
 
 # results/tables/pruning_comparisons.parquet
 COMPARISON_SCHEMA = {
+    "kind": pl.String,  # allocation (against the paper rule) | calibration (against the configured domain)
     "model": pl.String, "method": pl.String, "calibration": pl.String, "sparsity": pl.Float64,
     "allocation": pl.String, "baseline": pl.String, "seeds": pl.List(pl.Int64), "windows": pl.Int64,
     "blocks": pl.Int64, "log_ppl_diff": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,
     "per_seed": pl.List(pl.Float64), "ppl_ratio": pl.Float64, "verdict": pl.String, "n_boot": pl.Int64,
-    "level": pl.Float64,
+    "level": pl.Float64, "questions": pl.Int64, "acc_diff": pl.Float64, "acc_lo": pl.Float64, "acc_hi": pl.Float64,
+    "acc_verdict": pl.String,
 }

@@ -67,12 +67,12 @@ def rule_logging(snakemake):
 
 
 def _allot(snakemake) -> None:
-    gpus = int(snakemake.resources.get("gpu", 0) or 0)
+    gpus = int((getattr(snakemake, "resources", None) or {}).get("gpu", 0) or 0)
     if gpus:
         from .gpus import claim_gpu
 
         claim_gpu(gpus)  # before torch initialises CUDA
-    threads = max(1, int(snakemake.threads))
+    threads = max(1, int(getattr(snakemake, "threads", 1) or 1))
     os.environ["OMP_NUM_THREADS"] = str(threads)  # torch imported later (lazily) reads it
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)

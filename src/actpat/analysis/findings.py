@@ -554,7 +554,8 @@ def add_intervals(result: dict, *, density: pl.DataFrame, probes: Mapping[str, p
 
 def depth_control(comparisons: pl.DataFrame) -> dict:
     """Validation 1's control: does the paper rule beat the linear depth ramp with its own spread?"""
-    rows = comparisons.filter(pl.col("allocation") == "depth_ramp").sort("method", "calibration", "sparsity")
+    rows = comparisons.filter((pl.col("kind") == "allocation") & (pl.col("allocation") == "depth_ramp")).sort(
+        "method", "calibration", "sparsity")
     per = [{k: r[k] for k in ("method", "calibration", "sparsity", "log_ppl_diff", "lo", "hi", "ppl_ratio",
                                "seeds", "windows", "blocks", "verdict")} for r in rows.iter_rows(named=True)]
     vs = {p["verdict"] for p in per}
@@ -571,7 +572,7 @@ def depth_control(comparisons: pl.DataFrame) -> dict:
         "ours": {"per_sparsity": per}, "paper": None, "paper_source": "not in the paper (a control)",
         "paper_verdict": None, "holds": None if v in (UNMEASURED, INCONCLUSIVE) else v == HOLDS,
         "verdict": v, "point_verdict": None, "reason": None if per else detail, "detail": detail,
-        "interval": {"quantity": "log PPL(depth ramp) - log PPL(paper rule), per sparsity (ours.per_sparsity)",
+        "interval": {"quantity": "log PPL(depth ramp) - log PPL(paper rule)",
                      "verdict": v,
                      "n": {"runs": len(per)}},
     }

@@ -7,6 +7,8 @@
 * ``paired_block_bootstrap``: the difference in log-perplexity between two pruned models evaluated on
   the same text, as the mean over calibration seeds, with the seeds and the text's token blocks
   resampled (paired): the noise of the calibration draw and of the evaluation text.
+* ``paired_item_bootstrap``: the difference in accuracy between two models on the same questions,
+  with the questions resampled (paired).
 
 Every resampling takes an explicit seed, so an interval is reproducible bit for bit.
 """
@@ -104,3 +106,15 @@ def paired_block_bootstrap(a: Sequence[Sequence[float]], b: Sequence[Sequence[fl
     return {"diff": float(point_seeds.mean()), "per_seed": point_seeds.tolist(),
             "interval": percentile_interval(boot, level), "seeds": S, "blocks": K, "n_boot": n_boot,
             "level": level}
+
+
+def paired_item_bootstrap(a: Sequence[float], b: Sequence[float], *, n_boot: int = 1000, level: float = 0.95,
+                          seed: int = 0) -> dict:
+    """mean(a) - mean(b) over the same items (e.g. 1/0 correct per question), items resampled together."""
+    A, B = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if A.shape != B.shape or A.ndim != 1 or A.size == 0:
+        raise ValueError(f"per-item values must be two vectors of the same length; got {A.shape} and {B.shape}")
+    d = A - B
+    idx = resample_indices(d.size, n_boot, np.random.default_rng(seed))
+    return {"diff": float(d.mean()), "interval": percentile_interval(d[idx].mean(1), level), "items": int(d.size),
+            "n_boot": n_boot, "level": level}

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from ..analysis.uncertainty import paired_block_bootstrap, three_way, wilson
+from ..analysis.uncertainty import paired_block_bootstrap, paired_item_bootstrap, three_way, wilson
 from ..contracts import COMPARISON_SCHEMA
 
 SCORERS = ("paper", "acc", "acc_norm")
@@ -65,6 +65,9 @@ def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None,
             vals = [row[f"{t}_{s}"] for t in names if row[f"{t}_{s}"] is not None]
             row[f"mean_{s}"] = sum(vals) / len(vals) if vals else None
         row["questions_per_task"] = min((zs[t]["n"] for t in names if t in zs), default=None)
+        # pooled over the tasks (paper scorer): a mean accuracy's binomial interval
+        row["zs_questions"] = sum(zs[t]["n"] for t in names if t in zs) or None
+        row["zs_correct"] = sum(round(zs[t]["paper_acc"] * zs[t]["n"]) for t in names if t in zs) or None
         row["job_seconds"] = r.get("timings_s", {}).get("job")
         rows.append(row)
     df = pl.DataFrame(rows, schema_overrides={"allocation": pl.String, "calibration": pl.String, "seed": pl.Int64},
@@ -88,43 +91,76 @@ def block_sizes(ppl: dict) -> list[int]:
     return one * ppl["windows"]
 
 
-def comparisons(paths: Sequence[str | Path], *, n_boot: int = 1000, level: float = 0.95,
-                seed: int = 0) -> pl.DataFrame:
-    """Each allocation against the paper rule, same method, sparsity and calibration domain.
+def _correct(record: dict) -> dict[str, float]:
+    """Question id -> 1.0 / 0.0: the paper scorer's answer on every zero-shot question of a run."""
+    return {it["id"]: float(it["paper"] == it["answer"]) for t in record.get("zeroshot", {}).values()
+            for it in t.get("items", [])}
 
-    ``log_ppl_diff`` = log PPL(allocation) - log PPL(paper), averaged over the calibration seeds both have,
-    with the paired bootstrap interval over seeds and token blocks (``actpat.analysis.uncertainty``).  The
-    verdict is on "the paper rule is better" (diff > 0): holds, does not hold (the allocation is better), or
+
+def _compare(other: dict[int, dict], base: dict[int, dict], *, n_boot: int, level: float, seed: int) -> dict | None:
+    """One paired comparison of two configurations run with the same calibration seeds (seed -> record)."""
+    seeds = sorted(set(base) & set(other))
+    if not seeds or any("block_nll" not in r[k]["perplexity"] for r in (base, other) for k in seeds):
+        return None
+    res = paired_block_bootstrap([_flat(other[k]["perplexity"]["block_nll"]) for k in seeds],
+                                 [_flat(base[k]["perplexity"]["block_nll"]) for k in seeds],
+                                 block_sizes(base[seeds[0]]["perplexity"]), n_boot=n_boot, level=level, seed=seed)
+    lo, hi = res["interval"]
+    row = {"seeds": seeds, "windows": base[seeds[0]]["perplexity"]["windows"], "blocks": res["blocks"],
+           "log_ppl_diff": res["diff"], "lo": lo, "hi": hi, "per_seed": res["per_seed"],
+           "ppl_ratio": float(np.exp(res["diff"])), "verdict": three_way((lo, hi)), "n_boot": n_boot, "level": level,
+           "questions": None, "acc_diff": None, "acc_lo": None, "acc_hi": None, "acc_verdict": None}
+    for k in seeds:  # accuracy: the first shared seed both evaluated zero-shot (the same questions)
+        a, b = _correct(base[k]), _correct(other[k])
+        items = sorted(set(a) & set(b))
+        if items:
+            acc = paired_item_bootstrap([a[i] for i in items], [b[i] for i in items], n_boot=n_boot, level=level,
+                                        seed=seed)
+            row.update(questions=acc["items"], acc_diff=acc["diff"], acc_lo=acc["interval"][0],
+                       acc_hi=acc["interval"][1], acc_verdict=three_way(acc["interval"]))
+            break
+    return row
+
+
+def comparisons(paths: Sequence[str | Path], *, calibration: str | None = None, n_boot: int = 1000,
+                level: float = 0.95, seed: int = 0) -> pl.DataFrame:
+    """Paired comparisons of pruned models, each with the reference it varies from.
+
+    * ``kind`` allocation: every allocation against the paper rule, same method, sparsity and
+      calibration domain;
+    * ``kind`` calibration: every calibration domain against ``calibration`` (the configured one),
+      same method, allocation and sparsity (Validation 2).
+
+    ``log_ppl_diff`` = log PPL(other) - log PPL(baseline), the mean over the calibration seeds both
+    have, with the paired bootstrap interval over seeds and token blocks
+    (``actpat.analysis.uncertainty``); ``acc_diff`` = accuracy(baseline) - accuracy(other), the
+    paper scorer over the zero-shot questions both answered (one seed), questions resampled.  Both
+    verdicts are on "the baseline is better" (> 0): holds, does not hold (the other is better), or
     inconclusive.
     """
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    by_key: dict[tuple, dict[str, dict[int, dict]]] = {}
+    by_alloc: dict[tuple, dict[str, dict[int, dict]]] = {}
+    by_cal: dict[tuple, dict[str, dict[int, dict]]] = {}
     for r in runs:
         if r.get("method") in (None, "dense") or r.get("seed") is None:
             continue
-        key = (r["model"], r["method"], r["calibration"], float(r["sparsity"]))
-        by_key.setdefault(key, {}).setdefault(r["allocation"], {})[int(r["seed"])] = r["perplexity"]
+        sp, k = float(r["sparsity"]), int(r["seed"])
+        by_alloc.setdefault((r["model"], r["method"], r["calibration"], sp), {}).setdefault(r["allocation"], {})[k] = r
+        by_cal.setdefault((r["model"], r["method"], r["allocation"], sp), {}).setdefault(r["calibration"], {})[k] = r
     rows = []
-    for (model, method, cal, sp), allocs in sorted(by_key.items()):
-        base = allocs.get(COMPARE_TO)
-        if not base:
-            continue
-        for alloc, per_seed in sorted(allocs.items()):
-            if alloc == COMPARE_TO:
+    for kind, groups, ref in (("allocation", by_alloc, COMPARE_TO), ("calibration", by_cal, calibration)):
+        for (model, method, fixed, sp), variants in sorted(groups.items()):
+            if ref not in variants:
                 continue
-            seeds = sorted(set(base) & set(per_seed))
-            if not seeds or any("block_nll" not in r[k] for r in (base, per_seed) for k in seeds):
-                continue
-            res = paired_block_bootstrap([_flat(per_seed[k]["block_nll"]) for k in seeds],
-                                         [_flat(base[k]["block_nll"]) for k in seeds], block_sizes(base[seeds[0]]),
-                                         n_boot=n_boot, level=level, seed=seed)
-            lo, hi = res["interval"]
-            rows.append({"model": model, "method": method, "calibration": cal, "sparsity": sp, "allocation": alloc,
-                         "baseline": COMPARE_TO, "seeds": seeds, "windows": base[seeds[0]]["windows"],
-                         "blocks": res["blocks"], "log_ppl_diff": res["diff"], "lo": lo, "hi": hi,
-                         "per_seed": res["per_seed"], "ppl_ratio": float(np.exp(res["diff"])),
-                         "verdict": three_way((lo, hi)),
-                         "n_boot": n_boot, "level": level})
+            for name, other in sorted(variants.items()):
+                if name == ref:
+                    continue
+                got = _compare(other, variants[ref], n_boot=n_boot, level=level, seed=seed)
+                if got is None:
+                    continue
+                alloc, cal = (name, fixed) if kind == "allocation" else (fixed, name)
+                rows.append({"kind": kind, "model": model, "method": method, "calibration": cal, "sparsity": sp,
+                             "allocation": alloc, "baseline": ref, **got})
     return pl.DataFrame(rows, schema=COMPARISON_SCHEMA)
 
 
@@ -134,7 +170,8 @@ def summarise(df: pl.DataFrame) -> pl.DataFrame:
     aggs = [pl.len().alias("seeds"), pl.col("seed").drop_nulls().sort().alias("seed_list"),
             pl.col("perplexity").min().alias("perplexity_min"), pl.col("perplexity").max().alias("perplexity_max"),
             pl.col("layer_min").mean().alias("layer_min"), pl.col("layer_max").mean().alias("layer_max"),
-            pl.col("depth_spearman").mean().alias("depth_spearman")]
+            pl.col("depth_spearman").mean().alias("depth_spearman"),
+            pl.col("zs_questions").sum().alias("zs_questions"), pl.col("zs_correct").sum().alias("zs_correct")]
     for c in metrics:
         aggs += [pl.col(c).mean().alias(f"{c}_mean"), pl.col(c).std(ddof=1).alias(f"{c}_std")]
     out = df.group_by(KEYS, maintain_order=True).agg(aggs)

@@ -33,6 +33,43 @@ def _pm(mean, std, pct=False):
 VERDICT_TEXT = "holds when the whole interval is above 0, does not hold when it is below 0, else inconclusive."
 
 
+COMPARISONS = (("allocation", "Each allocation against the paper rule", "allocation"),
+               ("calibration", "Each calibration domain against the configured one (Validation 2)", "calibration"))
+COMPARISON_CAPTION = (
+    "Paired comparisons: Δ log PPL = log PPL(other) − log PPL(baseline), the mean over the calibration seeds "
+    "both share, with the bootstrap interval over those seeds and the token blocks of the evaluation text; "
+    "Δ acc = accuracy(baseline) − accuracy(other) over the zero-shot questions both answered (paper scorer), "
+    "questions resampled.  Verdicts on 'the baseline is better': " + VERDICT_TEXT)
+
+
+def _pp(x, lo, hi, pct=False) -> str:
+    if x is None:
+        return "–"
+    k = 100 if pct else 1
+    return f"{k * x:+.{1 if pct else 3}f} [{k * lo:+.{1 if pct else 3}f}, {k * hi:+.{1 if pct else 3}f}]"
+
+
+def comparison_markdown(comp: pl.DataFrame) -> list[str]:
+    lines = []
+    for kind, title, head in COMPARISONS:
+        c = comp.filter(pl.col("kind") == kind)
+        if not c.height:
+            continue
+        lines += ["", f"## {title} ({int(c['level'][0] * 100)}% intervals)", "",
+                  COMPARISON_CAPTION + f"  {c['n_boot'][0]} resamples; per seed: Δ log PPL for each seed.", ""]
+        cols = ["model", "method", head, "sparsity", "baseline", "PPL ratio", "Δ log PPL [interval]", "per seed",
+                "verdict", "Δ acc, % [interval] (questions)", "acc verdict"]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        for r in c.iter_rows(named=True):
+            acc = ("–" if r["acc_diff"] is None else
+                   f"{_pp(r['acc_diff'], r['acc_lo'], r['acc_hi'], pct=True)} ({r['questions']})")
+            lines.append("| " + " | ".join([
+                r["model"], r["method"], r[kind], f"{r['sparsity']:.2f}", r["baseline"], f"{r['ppl_ratio']:.3f}",
+                _pp(r["log_ppl_diff"], r["lo"], r["hi"]), ", ".join(f"{x:+.3f}" for x in r["per_seed"]), r["verdict"],
+                acc, r["acc_verdict"] or "–"]) + " |")
+    return lines
+
+
 def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp: pl.DataFrame | None = None) -> str:
     head = ["model", "method", "allocation", "calibration", "sparsity", "seed"]
     lines = ["# Pruning results (Validations 1-2)", "",
@@ -65,20 +102,7 @@ def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp
         cells += [_pm(r[f"mean_{s}_mean"], r[f"mean_{s}_std"], pct=True) for s in SCORERS]
         lines.append("| " + " | ".join(cells) + " |")
     if comp is not None and comp.height:
-        lines += ["", f"## Each allocation against the paper rule (paired, {int(comp['level'][0] * 100)}% intervals)",
-                  "", "log PPL(allocation) − log PPL(paper), the mean over the calibration seeds both share; the "
-                  f"interval resamples the calibration seeds and the {comp['blocks'][0]} token blocks of the "
-                  f"{comp['windows'][0]} evaluation windows ({comp['n_boot'][0]} resamples, paired "
-                  "across models and seeds); per seed: the same difference for each seed.  Verdict on "
-                  "\"the paper rule is better\": " + VERDICT_TEXT, ""]
-        cols = ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "interval",
-                "per seed", "verdict"]
-        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for r in comp.iter_rows(named=True):
-            lines.append("| " + " | ".join([
-                r["model"], r["method"], r["calibration"], f"{r['sparsity']:.2f}", r["allocation"],
-                f"{r['ppl_ratio']:.3f}", f"{r['log_ppl_diff']:+.3f}", f"[{r['lo']:+.3f}, {r['hi']:+.3f}]",
-                ", ".join(f"{x:+.3f}" for x in r["per_seed"]), r["verdict"]]) + " |")
+        lines += comparison_markdown(comp)
     if any(c.endswith("_paper_lo") for c in df.columns):
         lines += ["", "## Zero-shot accuracy with 95% Wilson intervals (paper scorer, %)", ""]
         cols = ["model", "run"] + list(tasks)
@@ -188,17 +212,19 @@ def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]
     }
     tables = [summ]
     if comp is not None and comp.height:
-        tables.append({
-            "id": "vs-paper", "title": "Each allocation against the paper rule", "digits": 3,
-            "caption": "log PPL(allocation) − log PPL(paper), mean over shared seeds, with the paired bootstrap "
-                       "interval over seeds and token blocks of the evaluation text; verdict on 'the paper rule is "
-                       "better': " + VERDICT_TEXT,
-            "columns": ["model", "method", "calibration", "sparsity", "allocation", "PPL ratio", "Δ log PPL", "lo",
-                        "hi", "seeds", "verdict"],
-            "rows": [[r["model"], r["method"], r["calibration"], r["sparsity"], r["allocation"], r["ppl_ratio"],
-                      r["log_ppl_diff"], r["lo"], r["hi"], ", ".join(map(str, r["seeds"])), r["verdict"]]
-                     for r in comp.iter_rows(named=True)],
-        })
+        for kind, title, head in COMPARISONS:
+            c = comp.filter(pl.col("kind") == kind)
+            if c.height:
+                tables.append({
+                    "id": f"vs-{kind}", "title": title, "digits": 3, "caption": COMPARISON_CAPTION,
+                    "columns": ["model", "method", head, "sparsity", "baseline", "PPL ratio", "Δ log PPL", "lo", "hi",
+                                "seeds", "verdict", "questions", "Δ acc (baseline − other)", "acc lo", "acc hi",
+                                "acc verdict"],
+                    "rows": [[r["model"], r["method"], r[kind], r["sparsity"], r["baseline"], r["ppl_ratio"],
+                              r["log_ppl_diff"], r["lo"], r["hi"], ", ".join(map(str, r["seeds"])), r["verdict"],
+                              r["questions"], r["acc_diff"], r["acc_lo"], r["acc_hi"], r["acc_verdict"]]
+                             for r in c.iter_rows(named=True)],
+                })
     return make_section("pruning", "Validations 1-2: activation-guided pruning", order=60, text=text,
                         tables=tables + [runs], charts=[{"id": "ppl-vs-sparsity", "title": None,
                                                           "caption": "Perplexity vs overall sparsity (log scale).",
@@ -212,12 +238,13 @@ def write_outputs(eval_paths: Sequence[str | Path], tasks: Sequence[str], *, tab
                   summary: str | Path, markdown_path: str | Path, svg: str | Path, png: str | Path,
                   section: str | Path | None = None, sparsity_paths: Sequence[str | Path] = (),
                   comparisons_path: str | Path | None = None, alloc_svg: str | Path | None = None,
-                  n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pl.DataFrame:
+                  calibration: str | None = None, n_boot: int = 1000, level: float = 0.95,
+                  seed: int = 0) -> pl.DataFrame:
     """All outputs of the table rule, each written under a temporary name and renamed."""
     by_run = {Path(p).parent.name: p for p in sparsity_paths}
     df = collect(eval_paths, tasks, by_run, level)
     summ = summarise(df)
-    comp = comparisons(eval_paths, n_boot=n_boot, level=level, seed=seed)
+    comp = comparisons(eval_paths, calibration=calibration, n_boot=n_boot, level=level, seed=seed)
     write_parquet(df, table)
     write_parquet(summ, summary)
     if comparisons_path is not None:

@@ -58,6 +58,23 @@ def _cell(r: Mapping) -> str:
     return f"{m:.2f}" + ("" if s is None else f" ± {s:.2f}") + f" ({n})"
 
 
+def _accuracy(r: Mapping) -> str:
+    from ..analysis.uncertainty import wilson
+
+    n, k = r.get("zs_questions"), r.get("zs_correct")
+    if not n:
+        return "n/a"
+    lo, hi = wilson(int(k), int(n))
+    return f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] ({n})"
+
+
+def _delta(d: Mapping | None, x: str, lo: str, hi: str, verdict: str, pct: bool = False) -> str:
+    if d is None or d[x] is None:
+        return "n/a"
+    k, spec = (100, "+.1f") if pct else (1, "+.3f")
+    return f"{format(k * d[x], spec)} [{format(k * d[lo], spec)}, {format(k * d[hi], spec)}] {d[verdict]}"
+
+
 def pruning_lines(summary: pl.DataFrame, comparisons: pl.DataFrame) -> list[str]:
     out = []
     dense = summary.filter(pl.col("method") == "dense")
@@ -80,8 +97,8 @@ def pruning_lines(summary: pl.DataFrame, comparisons: pl.DataFrame) -> list[str]
             rho = "–" if a["depth_spearman"] is None else f"{a['depth_spearman']:+.2f}"
             rows.append([alloc, *cells, rho])
         out += _md(["allocation", *[f"{sp:.0%}" for sp in sps], "ρ(per-layer sparsity, depth)"], rows)
-        c = comparisons.filter((pl.col("model") == model) & (pl.col("method") == method)
-                               & (pl.col("calibration") == cal))
+        c = comparisons.filter((pl.col("kind") == "allocation") & (pl.col("model") == model)
+                               & (pl.col("method") == method) & pl.col("calibration").eq_missing(cal))
         if c.height:
             lvl = int(round(100 * c["level"][0]))
             out += ["", f"Each allocation against the paper rule: Δ log PPL = log PPL(allocation) − log PPL(paper) "
@@ -104,10 +121,24 @@ def pruning_lines(summary: pl.DataFrame, comparisons: pl.DataFrame) -> list[str]
     for model, method, sp, _ in swap.sort(["model", "method", "sparsity"]).iter_rows():
         g = pruned.filter((pl.col("model") == model) & (pl.col("method") == method) & (pl.col("sparsity") == sp)
                           & (pl.col("allocation") == "paper")).sort("calibration")
-        out += ["", f"Validation 2, the calibration domain ({method}, paper rule, {sp:.0%}):", ""]
-        rows = [[r["calibration"], _cell(r), _f(None if r["mean_paper_mean"] is None else 100 * r["mean_paper_mean"],
-                                                 ".1f")] for r in g.iter_rows(named=True)]
-        out += _md(["calibration", "perplexity", "mean zero-shot accuracy, paper scorer (%)"], rows)
+        c = comparisons.filter((pl.col("kind") == "calibration") & (pl.col("model") == model)
+                               & (pl.col("method") == method) & (pl.col("sparsity") == sp)
+                               & (pl.col("allocation") == "paper"))
+        base = c["baseline"][0] if c.height else None
+        out += ["", f"Validation 2, the calibration domain ({method}, paper rule, {sp:.0%}; accuracy: 95% Wilson "
+                    "interval over the questions of all zero-shot tasks, paper scorer; Δ against "
+                    f"{base or 'the configured domain'}: paired bootstrap as above, verdict on \"{base} is "
+                    "better\"):", ""]
+        rows = []
+        for r in g.iter_rows(named=True):
+            d = c.filter(pl.col("calibration") == r["calibration"])
+            d = d.row(0, named=True) if d.height else None
+            rows.append([r["calibration"], _cell(r), _accuracy(r),
+                         "baseline" if r["calibration"] == base else _delta(d, "log_ppl_diff", "lo", "hi", "verdict"),
+                         "baseline" if r["calibration"] == base else _delta(d, "acc_diff", "acc_lo", "acc_hi",
+                                                                             "acc_verdict", pct=True)])
+        out += _md(["calibration", "perplexity", "mean zero-shot accuracy (%) [interval] (questions)",
+                    "Δ log PPL [interval] verdict", "Δ accuracy, points [interval] verdict"], rows)
     return out
 
 
