@@ -67,6 +67,21 @@ def _readme(a) -> int:
     return 0 if a.write else 1
 
 
+def _compare_runs(a) -> int:
+    from collections import Counter
+
+    from .runcompare import compare
+
+    out = compare(a.a, a.b, atol=a.atol, float_rtol=a.rtol)
+    for o in out:
+        if a.verbose or not o.same:
+            print(f"{'same' if o.same else 'DIFF'}  {o.kind:6s} {o.path}: {o.note}")
+    counts = Counter((o.kind, o.same) for o in out)
+    print(", ".join(f"{k}: {counts[(k, True)]} same, {counts[(k, False)]} differ"
+                    for k in ("store", "table", "json", "other")))
+    return 1 if any(not o.same and o.kind != "other" for o in out) else 0
+
+
 def _check(a) -> int:
     from .config import ConfigError, check_config, load_config_file
 
@@ -146,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--summary", default="results/summary.md")
     r.add_argument("--write", action="store_true")
     r.set_defaults(fn=_readme)
+
+    cr = sub.add_parser("compare-runs", help="compare two results/ folders: stores, tables, JSON value by value")
+    cr.add_argument("a")
+    cr.add_argument("b")
+    cr.add_argument("--atol", type=float, default=0.0, help="largest difference allowed between store arrays")
+    cr.add_argument("--rtol", type=float, default=0.0, help="relative difference allowed between float values")
+    cr.add_argument("-v", "--verbose", action="store_true", help="list identical files too")
+    cr.set_defaults(fn=_compare_runs)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
