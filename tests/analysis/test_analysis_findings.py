@@ -209,7 +209,9 @@ def test_evaluate_is_json_and_checks_depths():
     ids = [f["id"] for f in out["findings"]]
     assert ids == ["F1", "F1 (top-k)", "F1b", "F2", "F2b", "F2c", "F3", "F3b"]
     assert out["windows"]["mid"] == [2, 5] and out["windows"]["deep_half"] == [6, 11]
-    table = F.findings_table(out)
+    from actpat.report.analysis import findings_table
+
+    table = findings_table(out)
     assert len(table["rows"]) == len(ids) and all(len(r) == len(table["columns"]) for r in table["rows"])
     with pytest.raises(ValueError, match="different models"):
         F.measure(dens, similarity({("a", "c4"): DROP[:10]}), rel, threshold=1e-5, shallow=SHALLOW, deep=DEEP)

@@ -113,7 +113,8 @@ def _mean(xs: Iterable[float]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def _fmt(x, digits: int = 3) -> str:
+def fmt(x, digits: int = 3) -> str:
+    """A measured number as the findings' details print it (3 significant places)."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
@@ -165,8 +166,8 @@ def finding1(density: pl.DataFrame, threshold: float, top_k_percent: float | Non
             reason = f"no {measure} rows in the density table"
         else:
             reason = None
-        detail = (f"mean over domains: mid layers {_fmt(ours['mid'])} vs deep half {_fmt(ours['deep_half'])} "
-                  f"vs layer 1 {_fmt(ours['first'])}; shape holds in {n_ok}/{len(per_domain)} domains")
+        detail = (f"mean over domains: mid layers {fmt(ours['mid'])} vs deep half {fmt(ours['deep_half'])} "
+                  f"vs layer 1 {fmt(ours['first'])}; shape holds in {n_ok}/{len(per_domain)} domains")
         results.append({
             "id": fid,
             "claim": "Many parameters are activated in shallow layers (except layer 1); fewer in deep layers "
@@ -202,8 +203,8 @@ def finding1b(density: pl.DataFrame, text_domains: Sequence[str]) -> dict:
                    "mean over text domains vs task domains",
         "ours": ours, "paper": None, "paper_source": "figure only (no numbers printed)", "paper_verdict": None,
         "holds": ok, "verdict": verdict(ok), "reason": reason,
-        "detail": reason or (f"text domains {_fmt(ours['text_deep_share'])} vs task domains "
-                             f"{_fmt(ours['task_deep_share'])}"),
+        "detail": reason or (f"text domains {fmt(ours['text_deep_share'])} vs task domains "
+                             f"{fmt(ours['task_deep_share'])}"),
     }
 
 
@@ -244,7 +245,7 @@ def finding2(similarity: pl.DataFrame, shallow: tuple[int, int], deep: tuple[int
         "paper_verdict": verdict(ps > pd_),
         "holds": ok, "verdict": verdict(ok),
         "reason": None if ok is not None else "no cross-domain pairs in the similarity table",
-        "detail": f"shallow {_fmt(s)} vs deep {_fmt(d)} over {len(cross)} cross-domain pairs",
+        "detail": f"shallow {fmt(s)} vs deep {fmt(d)} over {len(cross)} cross-domain pairs",
     }
 
     above = {key(k): p["layer2"] > p["deep"] for k, p in cross.items() if math.isfinite(p["layer2"])}
@@ -264,7 +265,7 @@ def finding2(similarity: pl.DataFrame, shallow: tuple[int, int], deep: tuple[int
         "holds": ok2, "verdict": verdict(ok2),
         "reason": None if ok2 is not None else "no cross-domain pairs with a layer-2 value",
         "detail": f"layer 2 above the deep-window mean in {sum(above.values())}/{len(above)} cross-domain pairs "
-                  f"(lowest layer-2 mean {_fmt(min(l2) if l2 else None)})",
+                  f"(lowest layer-2 mean {fmt(min(l2) if l2 else None)})",
     }
 
     dc, dw = _mean(p["drop"] for p in cross.values()), _mean(p["drop"] for p in within.values())
@@ -281,7 +282,7 @@ def finding2(similarity: pl.DataFrame, shallow: tuple[int, int], deep: tuple[int
         "paper_verdict": verdict(pdc > pdw),
         "holds": ok3, "verdict": verdict(ok3),
         "reason": None if ok3 is not None else "needs both within- and cross-domain pairs",
-        "detail": f"drop {_fmt(dc)} (cross) vs {_fmt(dw)} (within)",
+        "detail": f"drop {fmt(dc)} (cross) vs {fmt(dw)} (within)",
     }
     return [f2, f2b, f2c]
 
@@ -305,7 +306,7 @@ def finding3(relevance: pl.DataFrame, alpha: float = 0.05) -> list[dict]:
                  "n_pairs": corr["deep"]["n"]},
         "paper": None, "paper_source": "not in the paper (beyond the paper)", "paper_verdict": None,
         "holds": ok, "verdict": verdict(ok), "reason": reason,
-        "detail": reason or (f"rho deep {_fmt(rd)} (p = {_fmt(pdp, 2)}) vs shallow {_fmt(rs)} "
+        "detail": reason or (f"rho deep {fmt(rd)} (p = {fmt(pdp, 2)}) vs shallow {fmt(rs)} "
                              f"over {corr['deep']['n']} domain pairs"),
     }
     deep = relevance.filter(pl.col("window") == "deep")
@@ -326,9 +327,9 @@ def finding3(relevance: pl.DataFrame, alpha: float = 0.05) -> list[dict]:
         "paper_source": pv.FIG6_SOURCE, "paper_verdict": verdict(cp["contrast"] > 0),
         "holds": ok_b, "verdict": verdict(ok_b),
         "reason": None if ok_b is not None else "the deep-window matrix is empty",
-        "detail": f"diagonal {_fmt(cd['diagonal'])} vs off-diagonal {_fmt(cd['off_diagonal'])} "
+        "detail": f"diagonal {fmt(cd['diagonal'])} vs off-diagonal {fmt(cd['off_diagonal'])} "
                   f"({cd['rows_peaking_on_diagonal']}/{cd['n_domains']} rows peak on the diagonal; shallow "
-                  f"contrast {_fmt(cs['contrast'])})",
+                  f"contrast {fmt(cs['contrast'])})",
     }
     return [f3, f3b]
 
@@ -363,40 +364,6 @@ def _jsonable(x):
     if isinstance(x, (float, np.floating)):
         return float(x) if math.isfinite(x) else None
     return x
-
-
-def findings_table(findings: dict) -> dict:
-    """The report table: one row per finding (columns, rows)."""
-    columns = ["finding", "claim", "ours", "tested quantity", "value", "interval", "n", "verdict (ours)", "paper",
-               "verdict (paper's numbers)"]
-    rows = []
-    for f in findings["findings"]:
-        iv = f.get("interval") or {}
-        ci = (f"[{_fmt(iv['lo'])}, {_fmt(iv['hi'])}] ({100 * iv['level']:.0f}%, {iv['resamples']} resamples)"
-              if iv.get("lo") is not None else "n/a")
-        rows.append([f["id"], f["claim"], f["detail"], iv.get("quantity", "n/a"), _fmt(iv.get("value")), ci,
-                     n_text(iv.get("n")), f["verdict"], _paper_text(f), f.get("paper_verdict") or "n/a"])
-    return {"columns": columns, "rows": rows}
-
-
-def n_text(n) -> str:
-    if not n:
-        return "n/a"
-    parts = []
-    for k, v in n.items():
-        if isinstance(v, dict):
-            vals = sorted(set(v.values()))
-            v = vals[0] if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
-        parts.append(f"{k.replace('_', ' ')} {v}")
-    return ", ".join(parts)
-
-
-def _paper_text(f: dict) -> str:
-    p = f.get("paper")
-    if not p:
-        return f.get("paper_source") or "n/a"
-    nums = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in p.items() if not isinstance(v, dict))
-    return f"{nums} ({f['paper_source']})"
 
 
 # ----------------------------------------------------------------------------- intervals and verdicts

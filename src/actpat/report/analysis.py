@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import altair as alt
 import polars as pl
 
-from ..analysis import findings as fnd
+from ..analysis.findings import fmt as _fmt
 from ..analysis.similarity import figure_pairs, select_pairs, window_means
 from . import charts
 from .html import make_section, write_sections
@@ -73,7 +73,7 @@ def build_sections(model: str, chart_objs: Mapping[str, alt.TopLevelMixin], find
               "here, our value and the same quantity computed from the paper's printed numbers where they exist "
               "(paper.md §3 and Appendix B), and whether the claim holds (strict inequalities; see "
               "actpat.analysis.findings)."],
-        tables=[{"id": "findings", "title": "Findings", **fnd.findings_table(findings), "digits": 3}])
+        tables=[{"id": "findings", "title": "Findings", **findings_table(findings), "digits": 3}])
 
     f1 = items.get("F1", {})
     per_domain = f1.get("ours", {}).get("per_domain", {})
@@ -137,3 +137,37 @@ def write_analysis_report(*, model: str, density: str | Path, similarity: str | 
             raise ValueError(f"unknown figure {name!r}; known: {', '.join(objs)}")
         charts.save_chart(objs[name], svg=paths.get("svg"), png=paths.get("png"))
     write_sections(build_sections(model, objs, fj, sim, rel, rj["correlations"], wins, order), section)
+
+
+def findings_table(findings: dict) -> dict:
+    """The report table: one row per finding (columns, rows)."""
+    columns = ["finding", "claim", "ours", "tested quantity", "value", "interval", "n", "verdict (ours)", "paper",
+               "verdict (paper's numbers)"]
+    rows = []
+    for f in findings["findings"]:
+        iv = f.get("interval") or {}
+        ci = (f"[{_fmt(iv['lo'])}, {_fmt(iv['hi'])}] ({100 * iv['level']:.0f}%, {iv['resamples']} resamples)"
+              if iv.get("lo") is not None else "n/a")
+        rows.append([f["id"], f["claim"], f["detail"], iv.get("quantity", "n/a"), _fmt(iv.get("value")), ci,
+                     n_text(iv.get("n")), f["verdict"], _paper_text(f), f.get("paper_verdict") or "n/a"])
+    return {"columns": columns, "rows": rows}
+
+
+def n_text(n) -> str:
+    if not n:
+        return "n/a"
+    parts = []
+    for k, v in n.items():
+        if isinstance(v, dict):
+            vals = sorted(set(v.values()))
+            v = vals[0] if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
+        parts.append(f"{k.replace('_', ' ')} {v}")
+    return ", ".join(parts)
+
+
+def _paper_text(f: dict) -> str:
+    p = f.get("paper")
+    if not p:
+        return f.get("paper_source") or "n/a"
+    nums = ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in p.items() if not isinstance(v, dict))
+    return f"{nums} ({f['paper_source']})"

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import polars as pl
 
-from ..analysis.findings import n_text
+from .analysis import n_text
 
 BEGIN = "<!-- results:begin (generated from results/summary.md by `make check-readme`; do not edit) -->"
 END = "<!-- results:end -->"
