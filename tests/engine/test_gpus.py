@@ -50,11 +50,11 @@ def test_scheduler_choice_is_kept(monkeypatch):
 def test_two_gpu_jobs_started_together_use_different_devices(tmp_path):
     """Every rule with a gpu resource claims its device in rule_logging (scoring, pruning, evaluation alike):
     two jobs started together on a simulated two-GPU host get GPU 0 and GPU 1."""
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import os, sys, time, types
         from actpat.workflow import rule_logging
-        job = types.SimpleNamespace(rule=sys.argv[1], wildcards={{}}, log=[sys.argv[2]], threads=1,
-                                    resources={{"gpu": 1}})
+        job = types.SimpleNamespace(rule=sys.argv[1], wildcards={}, log=[sys.argv[2]], threads=1,
+                                    resources={"gpu": 1})
         with rule_logging(job):
             print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
             time.sleep(3)
