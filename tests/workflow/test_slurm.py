@@ -265,18 +265,37 @@ def test_results_equal_a_local_run(runs):
                 np.testing.assert_array_equal(x, y, err_msg=f"{rel}/{n}")
 
 
+def rule_blocks() -> dict[str, str]:
+    """Each rule's body: the indented lines after `rule NAME:` up to the next top-level line
+    (so a helper such as common.smk's figure() is never read as part of the rule before it)."""
+    blocks = {}
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        name = None
+        for line in path.read_text().splitlines():
+            head = re.match(r"rule (\w+):", line)
+            if head:
+                name = head.group(1)
+                blocks[name] = ""
+            elif line and not line[0].isspace() and not line.startswith("#"):
+                name = None
+            elif name:
+                blocks[name] += line + "\n"
+    return blocks
+
+
 def test_slurm_profile_placeholders_and_gpu_rules():
     """The profile maps every model-loading rule (gpu resource) to a GPU partition entry,
     and only the data, concatenation and figure rules run on the head node."""
     profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
-    gpu_rules = set(re.findall(r"^rule (\w+):\n(?:(?!^rule ).)*?^\s+gpu=", text, re.M | re.S))
+    blocks = rule_blocks()
+    gpu_rules = {name for name, body in blocks.items() if re.search(r"^\s+gpu=", body, re.M)}
     assert {"score_shard", "score_panel", "score_pairs"} <= gpu_rules
     assert gpu_rules <= set(profile["set-resources"])
     local = local_rules()
     assert not local & gpu_rules
     assert {"fetch_asset", "domain_table", "heldout_text", "pairset", "merge_panel", "sts_eval"} <= local
-    figure_rules = set(re.findall(r"^rule (\w+):\n(?:(?!^rule ).)*?report\(", text, re.M | re.S))
+    figure_rules = {name for name, body in blocks.items() if re.search(r"\b(report|figure)\(", body)}
+    assert {"analysis_figures", "sts_eval", "pruning_table"} <= figure_rules
     assert figure_rules <= local, f"rules with report() figures must be localrule: {figure_rules - local}"
 
 
