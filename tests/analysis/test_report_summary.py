@@ -117,3 +117,16 @@ def test_readme_check_finds_and_fixes_a_stale_section(tmp_path, capsys):
 def test_the_committed_readme_holds_a_generated_results_section():
     section = readme_section((REPO / "README.md").read_text())
     assert any(ln.startswith("| F1 |") for ln in section.splitlines()), "run make run, then actpat readme --write"
+
+
+def test_two_models_side_by_side():
+    """With two models a side-by-side table comes first: each model's value, interval and verdict per finding."""
+    a, b = _findings(), _findings()
+    b["model"], b["threshold"] = "g", 2e-4
+    b["findings"][0] = dict(b["findings"][0], verdict="inconclusive",
+                            interval=dict(b["findings"][0]["interval"], value=-0.01, lo=-0.2, hi=0.3))
+    lines = summary_markdown([a, b], None, None, {}).splitlines()
+    assert lines[2] == "| finding | `m` (γ = 0.001) | `g` (γ = 0.0002) | verdict on the paper's own numbers |"
+    assert "| F1 | +0.123 [+0.050, +0.200] **holds** | -0.010 [-0.200, +0.300] **inconclusive** | holds |" in lines
+    assert "| V1-depth | **inconclusive** | **inconclusive** | n/a |" in lines
+    assert summary_markdown([a], None, None, {}).splitlines()[0].startswith("Model `m`")

@@ -53,6 +53,28 @@ def findings_lines(findings: Mapping) -> list[str]:
                              "verdict", "verdict on the paper's own numbers"], rows)
 
 
+def cross_model_lines(findings: Sequence[Mapping]) -> list[str]:
+    """One row per finding, one column per model: value [interval] verdict, side by side."""
+    ids = list(dict.fromkeys(f["id"] for run in findings for f in run["findings"]))
+    rows = []
+    for fid in ids:
+        cells = []
+        for run in findings:
+            f = next((f for f in run["findings"] if f["id"] == fid), None)
+            iv = (f or {}).get("interval") or {}
+            if f is None:
+                cells.append("–")
+            elif iv.get("lo") is None:
+                cells.append(f"**{f['verdict']}**")
+            else:
+                cells.append(f"{iv['value']:+.3f} [{iv['lo']:+.3f}, {iv['hi']:+.3f}] **{f['verdict']}**")
+        paper = next((f.get("paper_verdict") for run in findings for f in run["findings"] if f["id"] == fid), None)
+        rows.append([fid, *cells, paper or "n/a"])
+    models = [f"`{run['model']}` (γ = {run['threshold']:g})" for run in findings]
+    return ["Findings side by side (value [interval] verdict; details per model below):", ""] + \
+        _md(["finding", *models, "verdict on the paper's own numbers"], rows)
+
+
 def _cell(r: Mapping) -> str:
     m, s, n = r["perplexity_mean"], r["perplexity_std"], r["seeds"]
     return f"{m:.2f}" + ("" if s is None else f" ± {s:.2f}") + f" ({n})"
@@ -156,7 +178,7 @@ def sts_lines(sts: Mapping[str, pl.DataFrame]) -> list[str]:
 
 def summary_markdown(findings: Sequence[Mapping], summary: pl.DataFrame | None, comparisons: pl.DataFrame | None,
                      sts: Mapping[str, pl.DataFrame]) -> str:
-    lines = []
+    lines = cross_model_lines(findings) + [""] if len(findings) > 1 else []
     for f in findings:
         lines += findings_lines(f) + [""]
     if summary is not None:
