@@ -200,3 +200,19 @@ def test_batching_helpers():
     assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
     lengths = [5, 1, 9, 3, 7]
     assert all(max(lengths[i] for i in b) * len(b) <= 10 or len(b) == 1 for b in batches)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_evaluation_on_a_gpu_matches_the_cpu():
+    """Zero-shot (both scorers) and perplexity with the model on CUDA: same predictions, same numbers
+    (every tensor the evaluator builds must follow the model to its device)."""
+    tok = tiny_tokenizer(bos=False, **PRUNING_TOKENIZER)
+    model = tiny_llama(vocab=len(tok), seed=5, **PRUNING_LLAMA)
+    cpu = evaluate_task(model, tok, QUESTIONS)
+    ids = tok(TEXT, return_tensors="pt")["input_ids"][:, :64]
+    ppl_cpu = perplexity(model, ids)["perplexity"]
+    model = model.cuda()
+    gpu = evaluate_task(model, tok, QUESTIONS)
+    assert {k: gpu[k] for k in ("acc", "acc_norm", "paper_acc")} == {k: cpu[k] for k in ("acc", "acc_norm", "paper_acc")}
+    assert perplexity(model, ids)["perplexity"] == pytest.approx(ppl_cpu, rel=1e-4)

@@ -64,7 +64,8 @@ def read_rows(table: str | Path, rows: range) -> pl.DataFrame:
     df = pl.read_parquet(table)
     if rows.stop > df.height:
         raise ValueError(f"{table} has {df.height} rows but rows {rows.start}..{rows.stop - 1} were requested; "
-                         "lower scoring.samples or raise data.pool")
+                         "lower scoring.samples (or similarity.samples), or raise data.pool; a text domain whose "
+                         "documents are short gives more windows with a smaller data.window_words")
     return df.slice(rows.start, len(rows))
 
 

@@ -112,7 +112,7 @@ def paper_predictions(model: nn.Module, tokenizer, questions: Sequence[Question]
                                pad=pad, prefix=prefix if group else None)
             for i, lg in zip(rows, logits):
                 label_ids = [tokenizer(lab)["input_ids"][-1] for lab in questions[i].labels]
-                scores = lg[0, label_ids].double().numpy()
+                scores = lg[0, label_ids].double().cpu().numpy()
                 out[i] = {"label_logits": scores.tolist(), "pred": int(np.argmax(scores))}
     return out
 
@@ -153,7 +153,7 @@ def continuation_logprobs(model: nn.Module, ctx: Prefix, conts: Sequence[Sequenc
         logits = logits_at(model, seqs, [list(range(len(s))) for s in seqs], pad=pad, prefix=ctx)
         for i, lg in zip(longer, logits):
             lp = torch.log_softmax(lg.double(), dim=-1)
-            target = torch.tensor(conts[i][1:])
+            target = torch.tensor(conts[i][1:], device=lp.device)
             lps[i] += float(lp.gather(1, target[:, None]).sum())
     return lps
 
