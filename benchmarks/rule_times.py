@@ -69,7 +69,8 @@ def main() -> None:
     s = summarise(Path(a.logs), tuple(a.gpu_rules.split(",")))
     print(f"{'rule':<20}{'jobs':>6}{'job s':>10}{'longest s':>11}{'span s':>9}  gpu")
     for r, v in s["rules"].items():
-        print(f"{r:<20}{v['jobs']:>6}{v['job_s']:>10.1f}{v['longest_s']:>11.1f}{v['span_s']:>9.1f}  {'yes' if v['gpu'] else ''}")
+        gpu = "yes" if v["gpu"] else ""
+        print(f"{r:<20}{v['jobs']:>6}{v['job_s']:>10.1f}{v['longest_s']:>11.1f}{v['span_s']:>9.1f}  {gpu}")
     print(f"GPU time (span of GPU jobs) {s['gpu_s']:.1f} s; job time {s['jobs_s']:.1f} s; "
           f"first start to last end {s['first_to_last_s']:.1f} s")
     if a.json:

@@ -214,5 +214,6 @@ def test_evaluation_on_a_gpu_matches_the_cpu():
     ppl_cpu = perplexity(model, ids)["perplexity"]
     model = model.cuda()
     gpu = evaluate_task(model, tok, QUESTIONS)
-    assert {k: gpu[k] for k in ("acc", "acc_norm", "paper_acc")} == {k: cpu[k] for k in ("acc", "acc_norm", "paper_acc")}
+    keys = ("acc", "acc_norm", "paper_acc")
+    assert {k: gpu[k] for k in keys} == {k: cpu[k] for k in keys}
     assert perplexity(model, ids)["perplexity"] == pytest.approx(ppl_cpu, rel=1e-4)
