@@ -6,7 +6,11 @@ zero-shot questions: pruning with each method and allocation (the paper's Wanda 
 weights make the perplexities meaningless; only the times and the achieved sparsity count.
 
 Usage:  python benchmarks/bench_prune.py --json out.json            (GPU, 7B shapes)
+        python benchmarks/bench_prune.py --shape smollm2 --seq 2048 --windows 106 --precision float32
+                                                                    (config/gpu.yaml's models and counts)
         python benchmarks/bench_prune.py --tiny --device cpu        (smoke run, tiny model)
+
+--precision: float32 (exact), tf32 (float32 weights, TF32 tensor-core matmuls) or bfloat16.
 """
 
 from __future__ import annotations
@@ -31,11 +35,33 @@ RUNS = [("magnitude", "uniform"), ("wanda", "uniform"), ("wanda", "paper"), ("wa
         ("sparsegpt", "uniform")]
 
 
+# The decoder shapes of config/gpu.yaml's two models (random weights; timing only).
+SHAPES = {
+    "smollm2": ("LlamaConfig", dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                    num_attention_heads=9, num_key_value_heads=3, vocab_size=49152,
+                                    max_position_embeddings=8192, tie_word_embeddings=True)),
+    "gemma3": ("Gemma3TextConfig", dict(hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+                                        num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+                                        vocab_size=262144, max_position_embeddings=32768)),
+}
+
+
 def build(a):
     if a.tiny:
         from tiny import tiny_llama
 
         return tiny_llama(torch.float32, layers=4).to(a.device), 320
+    if a.shape in SHAPES:
+        import transformers
+
+        name, kw = SHAPES[a.shape]
+        cfg = getattr(transformers, name)(**kw)
+        torch.manual_seed(0)
+        dtype = torch.bfloat16 if a.precision == "bfloat16" else torch.float32
+        with torch.device(a.device):
+            m = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+        m.eval().requires_grad_(False)
+        return m, kw["vocab_size"]
     from bench_scoring import llama7b_random
 
     return llama7b_random(a.device, a.layers), 32000
@@ -51,6 +77,8 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--shape", choices=["llama7b", *SHAPES], default="llama7b")
+    ap.add_argument("--precision", choices=["float32", "tf32", "bfloat16"], default="float32")
     ap.add_argument("--calib", type=int, default=128, help="calibration sequences")
     ap.add_argument("--seq", type=int, default=4096, help="tokens per calibration sequence and per window")
     ap.add_argument("--windows", type=int, default=16, help="perplexity windows")
@@ -60,6 +88,8 @@ def main():
     a = ap.parse_args()
     if a.tiny:
         a.seq, a.calib, a.windows = min(a.seq, 64), min(a.calib, 8), min(a.windows, 4)
+    torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = a.precision == "tf32"
     g = torch.Generator().manual_seed(0)
     rows = []
     for name in ["dense"] + a.runs:
@@ -67,7 +97,7 @@ def main():
         calib = torch.randint(3, vocab, (a.calib, a.seq), generator=g)
         windows = torch.randint(3, vocab, (a.windows, a.seq), generator=g)
         L = len(model.model.layers)
-        row = {"run": name}
+        row = {"run": name, "shape": a.shape, "precision": a.precision}
         if name != "dense":
             method, alloc = name.split("-")
             counts = [float(L - i) for i in range(L)] if alloc == "paper" else None  # dense shallow, sparse deep
@@ -91,7 +121,7 @@ def main():
         del model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    print(f"\n{'7B shapes' if not a.tiny else 'tiny'}: calibration {a.calib} x {a.seq} tokens, "
+    print(f"\n{a.shape if not a.tiny else 'tiny'} ({a.precision}): calibration {a.calib} x {a.seq} tokens, "
           f"perplexity over {a.windows} x {a.seq} tokens, target sparsity {a.sparsity}")
     print("| run | prune s | achieved sparsity | peak GiB | perplexity s per window |")
     print("|---|---|---|---|---|")
