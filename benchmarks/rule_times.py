@@ -1,6 +1,7 @@
 """Per-rule job time of a workflow run, read from its logs (``rule X started`` / ``finished in``).
 
     python benchmarks/rule_times.py [LOGS_DIR] [--gpu-rules score_shard,...] [--json OUT]
+    python benchmarks/rule_times.py --from-json SAVED.json --markdown     (a saved summary as a table)
 
 For each rule: jobs, summed job seconds, the longest job, and the wall-clock span its jobs cover
 (union of their intervals).  GPU time is the span covered by any job of a rule that holds a GPU
@@ -60,13 +61,32 @@ def summarise(logs: Path, gpu_rules=GPU_RULES) -> dict:
             "first_to_last_s": round(max(b for _, b in every) - min(a for a, _ in every), 1) if every else 0.0}
 
 
+def markdown(s: dict) -> str:
+    rows = ["| rule | jobs | job time (s) | longest job (s) | wall span (s) | holds a GPU |",
+            "|---|---|---|---|---|---|"]
+    for r, v in sorted(s["rules"].items(), key=lambda kv: -kv[1]["job_s"]):
+        rows.append(f"| {r} | {v['jobs']} | {v['job_s']:.0f} | {v['longest_s']:.0f} | {v['span_s']:.0f} | "
+                    f"{'yes' if v['gpu'] else ''} |")
+    rows.append(f"\nGPU time (wall span covered by GPU jobs): {s['gpu_s']:.0f} s; summed job time {s['jobs_s']:.0f} s; "
+                f"first job start to last job end {s['first_to_last_s']:.0f} s.")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("logs", nargs="?", default="logs")
     ap.add_argument("--gpu-rules", default=",".join(GPU_RULES))
     ap.add_argument("--json")
+    ap.add_argument("--from-json", help="read a summary written by --json instead of logs")
+    ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
-    s = summarise(Path(a.logs), tuple(a.gpu_rules.split(",")))
+    if a.from_json:
+        s = json.loads(Path(a.from_json).read_text())
+    else:
+        s = summarise(Path(a.logs), tuple(a.gpu_rules.split(",")))
+    if a.markdown:
+        print(markdown(s))
+        return
     print(f"{'rule':<20}{'jobs':>6}{'job s':>10}{'longest s':>11}{'span s':>9}  gpu")
     for r, v in s["rules"].items():
         gpu = "yes" if v["gpu"] else ""
