@@ -344,6 +344,7 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
             for a in allocs:
                 if a not in ALLOCATIONS:
                     out.append(f"prune.runs[{i}].allocation: unknown allocation {a!r}; known: {', '.join(ALLOCATIONS)}")
+            out += _nm_problems(f"prune.runs[{i}]", run, allocs)
         out += _calibration_problems(cfg)
         ev = cfg["evaluation"]
         need_domain("evaluation.perplexity.domain", ev["perplexity"]["domain"], text=True)
@@ -368,6 +369,27 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
     for name, ps in cfg["sts"]["pairsets"].items():
         if ps["source"] == "local" and not (base / ps["path"]).is_file():
             out.append(f"sts.pairsets.{name}.path: file {ps['path']!r} does not exist")
+    return out
+
+
+def _nm_problems(where: str, run: dict, allocs: list) -> list[str]:
+    """An entry gives either ``sparsity`` or ``nm``; N:M patterns have no per-layer allocation."""
+    from .prune.masks import parse_nm
+
+    if ("sparsity" in run) == ("nm" in run):
+        return [f"{where}: give either sparsity (unstructured) or nm (N:M patterns such as '2:4'), not "
+                f"{'both' if 'sparsity' in run else 'neither'}"]
+    if "nm" not in run:
+        return []
+    out = []
+    for p in run["nm"] if isinstance(run["nm"], list) else [run["nm"]]:
+        try:
+            parse_nm(p)
+        except ValueError as e:
+            out.append(f"{where}.nm: {e}")
+    if allocs != ["uniform"]:
+        out.append(f"{where}: N:M sparsity has no per-layer allocation (every row keeps the same share); "
+                   f"set allocation: [uniform] (got {allocs})")
     return out
 
 

@@ -47,7 +47,7 @@ def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None,
         zs = r.get("zeroshot", {})
         names = list(tasks) if tasks is not None else list(zs)
         row = {
-            "model": r["model"], "run": r["run"], "method": r["method"], "allocation": r.get("allocation"),
+            "model": r["model"], "run": r["run"], "method": r["method"], "allocation": allocation_label(r),
             "calibration": r.get("calibration"), "sparsity": float(r.get("sparsity") or 0.0), "seed": r.get("seed"),
             "achieved_sparsity": float(r.get("sparsity_check", {}).get("achieved", 0.0)),
             "perplexity": r["perplexity"]["perplexity"],
@@ -78,6 +78,12 @@ def collect(paths: Sequence[str | Path], tasks: Sequence[str] | None = None,
 
 
 COMPARE_TO = "paper"  # every other allocation is compared with the paper's rule
+
+
+def allocation_label(record: Mapping) -> str | None:
+    """The allocation column of the tables: an N:M run's pattern ("2:4") stands in its place
+    (the pattern fixes every row's share, so there is no per-layer allocation to name)."""
+    return record.get("nm") or record.get("allocation")
 
 
 def _flat(blocks: Sequence[Sequence[float]]) -> list[float]:
@@ -145,8 +151,9 @@ def comparisons(paths: Sequence[str | Path], *, calibration: str | None = None, 
         if r.get("method") in (None, "dense") or r.get("seed") is None:
             continue
         sp, k = float(r["sparsity"]), int(r["seed"])
-        by_alloc.setdefault((r["model"], r["method"], r["calibration"], sp), {}).setdefault(r["allocation"], {})[k] = r
-        by_cal.setdefault((r["model"], r["method"], r["allocation"], sp), {}).setdefault(r["calibration"], {})[k] = r
+        a = allocation_label(r)
+        by_alloc.setdefault((r["model"], r["method"], r["calibration"], sp), {}).setdefault(a, {})[k] = r
+        by_cal.setdefault((r["model"], r["method"], a, sp), {}).setdefault(r["calibration"], {})[k] = r
     rows = []
     for kind, groups, ref in (("allocation", by_alloc, COMPARE_TO), ("calibration", by_cal, calibration)):
         for (model, method, fixed, sp), variants in sorted(groups.items()):

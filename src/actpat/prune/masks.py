@@ -40,6 +40,31 @@ def rowwise_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     return mask
 
 
+def parse_nm(nm: str) -> tuple[int, int]:
+    """``"2:4"`` -> (2, 4): prune N of every M consecutive input weights of a row."""
+    try:
+        n, m = (int(x) for x in nm.split(":"))
+    except (AttributeError, ValueError):
+        raise ValueError(f"N:M pattern {nm!r}: write two integers as 'N:M', e.g. '2:4'") from None
+    if not 0 < n < m:
+        raise ValueError(f"N:M pattern {nm!r}: need 0 < N < M")
+    return n, m
+
+
+def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """N:M semi-structured mask: in every group of ``m`` consecutive columns of a row, mark the
+    ``n`` lowest scores (ties by column index, a stable sort), as Wanda's and SparseGPT's
+    ``prune_n:prune_m`` option; 2:4 keeps the half that sparse tensor cores can use."""
+    rows, cols = scores.shape
+    if cols % m:
+        raise ValueError(f"N:M pattern {n}:{m}: {cols} input columns are not a multiple of {m}")
+    groups = scores.reshape(rows, cols // m, m)
+    idx = torch.sort(groups, dim=2, stable=True).indices[:, :, :n]
+    mask = torch.zeros_like(groups, dtype=torch.bool)
+    mask.scatter_(2, idx, True)
+    return mask.reshape(rows, cols)
+
+
 def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
     """The ``int(numel * sparsity)`` smallest |W| of the whole matrix (one group per matrix).
 

@@ -89,7 +89,7 @@ def sparsity_frame(result: PruneResult, model_name: str, run: PruneRun) -> pl.Da
     for r in result.layers:
         i = r["layer"]
         rows.append({
-            "model": model_name, "run": run.name, "method": run.method, "allocation": run.allocation,
+            "model": model_name, "run": run.name, "method": run.method, "allocation": run.nm or run.allocation,
             "calibration": run.calibration, "seed": run.seed, "sparsity": run.sparsity, **r,
             "rule": result.extra["rule"][i],
             "n_active": result.extra["n_active"][i] if "n_active" in result.extra else None,
@@ -147,7 +147,8 @@ def prune_and_evaluate(
             model, method=run.method, target=run.sparsity, allocation=run.allocation, calibration_ids=ids,
             counts=counts, alpha=pp.get("alpha", 2.0), beta=pp.get("beta", 0.2), owl_M=owl.get("M", 5.0),
             owl_lambda=owl.get("lambda", 0.08), batch_size=pp.get("batch_size", 8),
-            permutation_seed=run.seed or 0)  # permuted: one permutation per calibration seed
+            permutation_seed=run.seed or 0,  # permuted: one permutation per calibration seed
+            nm=run.nm_pair)
         check = sparsity_check(result)
         record["sparsity_check"] = check
         log.info("pruned %d of %d weights: achieved %.6f, target %.4f, allocated mean %.6f%s", result.n_pruned,

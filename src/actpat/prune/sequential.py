@@ -28,7 +28,7 @@ from torch import nn
 
 from ..modelio import ScoredWeight, find_blocks, scored_weights
 from .allocation import ALLOCATIONS, AllocationError, Inputs, allocate, fit_to_target, outlier_ratio, pruned_per_row
-from .masks import apply_mask, magnitude_mask, rowwise_mask, wanda_scores
+from .masks import apply_mask, magnitude_mask, nm_mask, rowwise_mask, wanda_scores
 from .sparsegpt import sparsegpt_prune
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,10 @@ def _by_layer(weights: Sequence[ScoredWeight], n_layers: int) -> list[list[Score
     return groups
 
 
-def _expected(method: str, shape: tuple[int, int], s: float, blocksize: int) -> int:
+def _expected(method: str, shape: tuple[int, int], s: float, blocksize: int, nm=None) -> int:
     rows, cols = shape
+    if nm is not None:
+        return rows * (cols // nm[1]) * nm[0]
     if method == "wanda":
         return rows * pruned_per_row(cols, s)
     if method == "magnitude":
@@ -215,6 +217,7 @@ def prune_model(
     on_block_inputs: Callable[[int, BlockInputs], None] | None = None,
     progress: bool = True,
     permutation_seed: int = 0,
+    nm: tuple[int, int] | None = None,
 ) -> PruneResult:
     """Prune the linear weights of every decoder block in place; return masks and per-block sparsity.
 
@@ -222,12 +225,17 @@ def prune_model(
     per-block number of activated weights N_i), ``owl`` (from the dense model's Wanda scores
     on the calibration data) or one of the paper rule's controls ``depth_ramp``, ``owl_matched``
     and ``permuted`` (``permutation_seed`` shuffles the counts); see ``allocation``.
+    ``nm = (N, M)`` prunes N of every M consecutive input weights of each row instead (2:4, 4:8;
+    ``target`` must then be N/M, and the allocation uniform: the pattern fixes every row's share).
     ``on_block_inputs(i, inputs)`` sees the inputs each block is pruned with (for checks).
     """
     from tqdm.auto import tqdm
 
     if method not in METHODS:
         raise PruneError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}")
+    if nm is not None and (allocation != "uniform" or abs(target - nm[0] / nm[1]) > 1e-12):
+        raise PruneError(f"N:M {nm[0]}:{nm[1]} fixes the sparsity of every row at {nm[0]}/{nm[1]}: it needs "
+                         f"allocation 'uniform' and target {nm[0] / nm[1]:g} (got {allocation!r}, {target:g})")
     _, blocks = find_blocks(model)
     L = len(blocks)
     groups = _by_layer(scored_weights(model), L)
@@ -260,7 +268,11 @@ def prune_model(
             on_block_inputs(i, inputs)
         if method == "magnitude":
             for w in groups[i]:
-                m = magnitude_mask(w.weight.data, s)
+                if nm is None:
+                    m = magnitude_mask(w.weight.data, s)
+                else:  # groups run along each output row's inputs
+                    m = nm_mask(_effective(w).abs().float(), *nm)
+                    m = (m.T if w.transposed else m).contiguous()
                 apply_mask(w.weight.data, m)
                 masks[w.name] = m.cpu()
         else:
@@ -273,10 +285,11 @@ def prune_model(
             for w in groups[i]:
                 W = _effective(w)
                 if method == "wanda":
-                    m = rowwise_mask(wanda_scores(W, stats.col_sq_norm(w.name)), s)
+                    score = wanda_scores(W, stats.col_sq_norm(w.name))
+                    m = rowwise_mask(score, s) if nm is None else nm_mask(score, *nm)
                     apply_mask(W, m)
                 else:
-                    new, m = sparsegpt_prune(W, stats.H[w.name], s, sparsegpt_blocksize, sparsegpt_percdamp)
+                    new, m = sparsegpt_prune(W, stats.H[w.name], s, sparsegpt_blocksize, sparsegpt_percdamp, nm)
                     W.copy_(new)
                 masks[w.name] = (m.T if w.transposed else m).contiguous().cpu()
             del stats
@@ -284,7 +297,7 @@ def prune_model(
             inputs = run_block(blocks[i], inputs)
         n_w = sum(w.weight.numel() for w in groups[i])
         n_p = sum(int(masks[w.name].sum()) for w in groups[i])
-        exp = sum(_expected(method, tuple(_effective(w).shape), s, sparsegpt_blocksize) for w in groups[i])
+        exp = sum(_expected(method, tuple(_effective(w).shape), s, sparsegpt_blocksize, nm) for w in groups[i])
         expected_total += exp
         rows.append({"layer": i, "target": s, "achieved": n_p / n_w, "n_weights": n_w, "n_pruned": n_p,
                      "n_expected": exp})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .allocation import pruned_per_row
+from .masks import nm_mask
 
 
 @torch.no_grad()
@@ -23,16 +24,21 @@ def sparsegpt_prune(
     sparsity: float,
     blocksize: int = 128,
     percdamp: float = 0.01,
+    nm: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (pruned and updated weight [out, in] in the weight's dtype, mask True=pruned).
 
     ``hessian`` is X^T X summed over calibration tokens (any positive scale: the damping is
-    relative to its mean diagonal).
+    relative to its mean diagonal).  With ``nm = (N, M)`` the mask is N:M instead: as the
+    reference code, each group of M columns is chosen when the sweep reaches it, from the
+    weights as updated so far (``sparsity`` is then ignored).
     """
     dtype = weight.dtype
     W = weight.detach().clone().float()
     H = hessian.detach().clone().double()
     cols = W.shape[1]
+    if nm is not None and (blocksize % nm[1] or cols % nm[1]):
+        raise ValueError(f"N:M {nm[0]}:{nm[1]}: blocksize {blocksize} and columns {cols} must be multiples of {nm[1]}")
     if H.shape != (cols, cols):
         raise ValueError(f"Hessian shape {tuple(H.shape)} does not match weight columns {cols}")
     dead = torch.diag(H) == 0  # inputs that never fire: their weights are irrelevant, zero them
@@ -48,12 +54,18 @@ def sparsegpt_prune(
         H1 = hinv[i1:i2, i1:i2]
         err1 = torch.zeros_like(W1)
         score = W1 ** 2 / torch.diag(H1).reshape(1, -1) ** 2
-        k = pruned_per_row(score.numel(), sparsity)
-        m1 = torch.zeros(score.numel(), dtype=torch.bool, device=W.device)
-        if k:
-            m1[torch.sort(score.reshape(-1), stable=True).indices[:k]] = True
-        m1 = m1.reshape(score.shape)
+        if nm is None:
+            k = pruned_per_row(score.numel(), sparsity)
+            m1 = torch.zeros(score.numel(), dtype=torch.bool, device=W.device)
+            if k:
+                m1[torch.sort(score.reshape(-1), stable=True).indices[:k]] = True
+            m1 = m1.reshape(score.shape)
+        else:
+            m1 = torch.zeros_like(W1, dtype=torch.bool)
         for j in range(i2 - i1):
+            if nm is not None and j % nm[1] == 0:  # this group's scores from the weights updated so far
+                g = W1[:, j:j + nm[1]] ** 2 / torch.diag(H1)[j:j + nm[1]].reshape(1, -1) ** 2
+                m1[:, j:j + nm[1]] = nm_mask(g, *nm)
             w = W1[:, j]
             q = w.clone()
             q[m1[:, j]] = 0
@@ -64,6 +76,7 @@ def sparsegpt_prune(
         W[:, i1:i2] = W1
         mask[:, i1:i2] = m1
         W[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    mask[:, dead] = True
+    if nm is None:  # N:M keeps its exact pattern; the dead inputs' weights are zero either way
+        mask[:, dead] = True
     W[mask] = 0
     return W.to(dtype), mask
