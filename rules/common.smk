@@ -392,6 +392,11 @@ def prune_run_params(wildcards):
             if run.allocation == "owl"
             else {"M": pr["owl"]["M"]} if run.allocation == "owl_matched" else None
         ),
+        **(
+            {"alphapruning": pr["alphapruning"]}
+            if run.allocation == "alphapruning"
+            else {}
+        ),
     }
 
 

@@ -7,6 +7,8 @@ Every rule returns one sparsity per block (layer 0 first) whose size-weighted me
   whose mean activation exceeds gamma: N'_i = sigmoid(z_i + alpha/i) with z the population
   z-score of N and i 1-indexed, then S_i = S + beta*S*(1 - N'_i*L / sum N').  Blocks with
   many activated weights are pruned less.
+* ``alphapruning``: AlphaPruning (Lu et al. 2024, ``alphapruning.py``): per matrix, from the
+  power-law exponent of its spectrum; the only rule whose sparsities differ inside a block.
 * ``owl``:     OWL (Yin et al. 2024, released code ``lib/prune_all.py``): the block's share of
   Wanda scores above M x the block mean (LOD, in percent), min-max scaled to [0, 2*lambda],
   mean-centred; block density = that + (1 - S).  Blocks with more outliers are pruned less.
@@ -168,6 +170,10 @@ class Inputs:
     owl_lambda: float = 0.08
     seed: int = 0  # the run's calibration seed (permuted: one permutation per seed)
     outlier_ratios: Callable[[], np.ndarray] | None = None
+    # AlphaPruning: the scored matrices as (name, block, size, weight), and its epsilon and mapping
+    matrices: Callable[[], list] | None = None
+    alpha_epsilon: float = 0.2
+    alpha_mapping: str = "matrix"
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,27 @@ def _permuted(x: Inputs) -> tuple[np.ndarray, dict]:
     return paper_allocation(shuffled, x.target, x.alpha, x.beta), {"n_active": [int(c) for c in shuffled]}
 
 
+def _alphapruning(x: Inputs) -> tuple[np.ndarray, dict]:
+    """Per-matrix sparsities (recorded in ``matrix_sparsity``); per block, their size-weighted mean."""
+    from .alphapruning import alpha_sparsities, matrix_alpha
+
+    mats = x.matrices()
+    names = [m[0] for m in mats]
+    blocks = np.array([m[1] for m in mats])
+    sizes = np.array([m[2] for m in mats], dtype=np.float64)
+    alphas = [matrix_alpha(m[3]) for m in mats]
+    s = alpha_sparsities(alphas, sizes, x.target, x.alpha_epsilon,
+                         blocks if x.alpha_mapping == "block" else None)
+    if s.max() >= 1:
+        raise AllocationError(f"alphapruning: target {x.target} with epsilon {x.alpha_epsilon} asks a matrix for "
+                              f"sparsity {s.max():.3f} >= 1; lower prune.alphapruning.epsilon")
+    per_block = np.array([(s[blocks == i] * sizes[blocks == i]).sum() / sizes[blocks == i].sum()
+                          for i in range(x.n_layers)])
+    return per_block, {"matrix_sparsity": dict(zip(names, map(float, s))),
+                       "alpha_hill": dict(zip(names, map(float, alphas))),
+                       "alpha_epsilon": float(x.alpha_epsilon), "alpha_mapping": x.alpha_mapping}
+
+
 # A new allocation is one entry here (the config check and the runs read this table).
 ALLOCATIONS: dict[str, Allocation] = {
     "uniform": Allocation(lambda x: (uniform_allocation(x.n_layers, x.target), {})),
@@ -202,6 +229,7 @@ ALLOCATIONS: dict[str, Allocation] = {
     "depth_ramp": Allocation(lambda x: (depth_ramp_allocation(x.n_layers, x.target, spread(_paper(x))), {}),
                              needs_counts=True),
     "permuted": Allocation(_permuted, needs_counts=True),
+    "alphapruning": Allocation(_alphapruning),  # AlphaPruning: heavy-tailed spectra, per matrix (alphapruning.py)
 }
 NEEDS_COUNTS = tuple(n for n, a in ALLOCATIONS.items() if a.needs_counts)
 

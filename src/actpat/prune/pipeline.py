@@ -148,9 +148,13 @@ def prune_and_evaluate(
             counts=counts, alpha=pp.get("alpha", 2.0), beta=pp.get("beta", 0.2), owl_M=owl.get("M", 5.0),
             owl_lambda=owl.get("lambda", 0.08), batch_size=pp.get("batch_size", 8),
             permutation_seed=run.seed or 0,  # permuted: one permutation per calibration seed
-            nm=run.nm_pair)
+            nm=run.nm_pair, alpha_epsilon=(pp.get("alphapruning") or {}).get("epsilon"),
+            alpha_mapping=(pp.get("alphapruning") or {}).get("mapping", "matrix"))
         check = sparsity_check(result)
         record["sparsity_check"] = check
+        for k in ("matrix_sparsity", "alpha_hill", "alpha_epsilon", "alpha_mapping"):  # AlphaPruning's inputs
+            if k in result.extra:
+                record[k] = result.extra[k]
         log.info("pruned %d of %d weights: achieved %.6f, target %.4f, allocated mean %.6f%s", result.n_pruned,
                  result.n_weights, result.achieved, result.target, result.allocated,
                  " (allocation clipped and renormalised)" if result.adjusted else "")

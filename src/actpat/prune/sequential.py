@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..modelio import ScoredWeight, find_blocks, scored_weights
+from .alphapruning import EPSILON
 from .allocation import ALLOCATIONS, AllocationError, Inputs, allocate, fit_to_target, outlier_ratio, pruned_per_row
 from .masks import apply_mask, magnitude_mask, nm_mask, rowwise_mask, wanda_scores
 from .sparsegpt import sparsegpt_prune
@@ -218,6 +219,8 @@ def prune_model(
     progress: bool = True,
     permutation_seed: int = 0,
     nm: tuple[int, int] | None = None,
+    alpha_epsilon: float | None = None,
+    alpha_mapping: str = "matrix",
 ) -> PruneResult:
     """Prune the linear weights of every decoder block in place; return masks and per-block sparsity.
 
@@ -250,10 +253,15 @@ def prune_model(
     try:
         rule, extra = allocate(allocation, Inputs(
             L, target, None if counts is None else np.asarray(counts), alpha, beta, owl_lambda, permutation_seed,
-            outlier_ratios=lambda: owl_outlier_ratios(model, inputs, owl_M, groups, progress)))
+            outlier_ratios=lambda: owl_outlier_ratios(model, inputs, owl_M, groups, progress),
+            matrices=lambda: [(w.name, i, w.weight.numel(), _effective(w)) for i, g in enumerate(groups) for w in g],
+            alpha_epsilon=EPSILON[method] if alpha_epsilon is None else alpha_epsilon, alpha_mapping=alpha_mapping))
     except AllocationError as e:
         raise PruneError(str(e)) from None
+    per_matrix = extra.pop("matrix_sparsity", None)  # AlphaPruning: one sparsity per matrix
     per_block, adjusted = fit_to_target(rule, target, sizes)
+    if per_matrix is not None and adjusted:
+        raise PruneError(f"allocation {allocation!r}: its per-block means needed clipping ({rule.tolist()})")
     if adjusted:
         log.warning("allocation %s: sparsities clipped to [0, 1] and the unclipped blocks shifted so the mean "
                     "is %.4f again (rule gave %s)", allocation, target, np.round(rule, 4).tolist())
@@ -264,12 +272,16 @@ def prune_model(
     expected_total = 0
     for i in tqdm(range(L), desc=f"{method} pruning", disable=not progress):
         s = float(per_block[i])
+
+        def sw(w, s=s):  # this matrix's sparsity
+            return s if per_matrix is None else per_matrix[w.name]
+
         if inputs is not None and on_block_inputs is not None:
             on_block_inputs(i, inputs)
         if method == "magnitude":
             for w in groups[i]:
                 if nm is None:
-                    m = magnitude_mask(w.weight.data, s)
+                    m = magnitude_mask(w.weight.data, sw(w))
                 else:  # groups run along each output row's inputs
                     m = nm_mask(_effective(w).abs().float(), *nm)
                     m = (m.T if w.transposed else m).contiguous()
@@ -286,10 +298,10 @@ def prune_model(
                 W = _effective(w)
                 if method == "wanda":
                     score = wanda_scores(W, stats.col_sq_norm(w.name))
-                    m = rowwise_mask(score, s) if nm is None else nm_mask(score, *nm)
+                    m = rowwise_mask(score, sw(w)) if nm is None else nm_mask(score, *nm)
                     apply_mask(W, m)
                 else:
-                    new, m = sparsegpt_prune(W, stats.H[w.name], s, sparsegpt_blocksize, sparsegpt_percdamp, nm)
+                    new, m = sparsegpt_prune(W, stats.H[w.name], sw(w), sparsegpt_blocksize, sparsegpt_percdamp, nm)
                     W.copy_(new)
                 masks[w.name] = (m.T if w.transposed else m).contiguous().cpu()
             del stats
@@ -297,7 +309,7 @@ def prune_model(
             inputs = run_block(blocks[i], inputs)
         n_w = sum(w.weight.numel() for w in groups[i])
         n_p = sum(int(masks[w.name].sum()) for w in groups[i])
-        exp = sum(_expected(method, tuple(_effective(w).shape), s, sparsegpt_blocksize, nm) for w in groups[i])
+        exp = sum(_expected(method, tuple(_effective(w).shape), sw(w), sparsegpt_blocksize, nm) for w in groups[i])
         expected_total += exp
         rows.append({"layer": i, "target": s, "achieved": n_p / n_w, "n_weights": n_w, "n_pruned": n_p,
                      "n_expected": exp})
@@ -305,6 +317,8 @@ def prune_model(
         on_block_inputs(L, inputs)
     n_weights = int(sizes.sum())
     n_pruned = sum(r["n_pruned"] for r in rows)
+    if per_matrix is not None:
+        extra["matrix_sparsity"] = per_matrix
     return PruneResult(
         masks=masks, layers=rows, target=float(target),
         allocated=float((per_block * sizes).sum() / sizes.sum()),
