@@ -285,7 +285,7 @@ def analysis_mem_mb(model):
 
 from actpat.prune.runs import runs_by_name
 from actpat.prune.allocation import NEEDS_COUNTS
-from actpat.prune.sequential import needs_calibration
+from actpat.prune.sequential import ACTIVATION_METHODS, needs_calibration
 
 PRUNE_RUNS = runs_by_name(config["prune"]) if config["prune"]["enabled"] else {}
 
@@ -360,6 +360,8 @@ def prune_inputs(wildcards):
         out["density"] = (
             f"results/analysis/{wildcards.model}/density/{activation_domain()}.parquet"
         )
+    if run.method in ACTIVATION_METHODS:  # ranks weights by their stored mean activation
+        out["activations"] = f"results/scores/{wildcards.model}/{activation_domain()}.zarr"
     return out
 
 

@@ -51,8 +51,8 @@ def test_the_paper_command_runs_the_paper_config_only():
     counts, models, domains = dag("--configfile", "config/paper.yaml")
     assert models == {"llama2-7b"}  # not merged with the default's smollm2-135m
     assert domains == set(paper["domains"])
-    # 64 samples per domain in shards of 16, 54 pruning runs, hub data: no converted model, no registry assets
-    assert counts["score_shard"] == 4 * len(paper["domains"]) and counts["prune_evaluate"] == 54
+    # 64 samples per domain in shards of 16, 88 pruning runs, hub data: no converted model, no registry assets
+    assert counts["score_shard"] == 4 * len(paper["domains"]) and counts["prune_evaluate"] == 88
     assert counts["convert_model"] == 0 and counts["calibration_source"] == 3  # c4, mmlu and siqa calibrate
 
 

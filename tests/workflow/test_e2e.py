@@ -94,7 +94,14 @@ def test_findings_intervals_agree_with_the_stores(run):
 def test_pruning_tables_agree_with_the_evaluations(run):
     r = run / "results"
     evals = {p.stem: json.loads(p.read_text()) for p in (r / "eval" / MODEL).glob("*.json")}
-    assert set(evals) == {"dense", "wanda-uniform-s0.50-c4-seed0", "wanda-paper-s0.50-c4-seed0"}
+    assert set(evals) == {"dense", "wanda-uniform-s0.50-c4-seed0", "wanda-paper-s0.50-c4-seed0",
+                          "activation-uniform-2of4", "wanda_activation-alphapruning-s0.50-c4-seed0"}
+    nm = evals.pop("activation-uniform-2of4")  # no calibration data: ranked by the stored means alone
+    assert nm["nm"] == "2:4" and nm["sparsity_check"]["achieved"] == 0.5 and "calibration_set" not in nm
+    alpha = evals["wanda_activation-alphapruning-s0.50-c4-seed0"]
+    per = alpha["matrix_sparsity"]  # AlphaPruning: one sparsity per matrix, from its spectrum
+    assert len(per) == 7 * 30 and len(set(per.values())) > 1 and set(alpha["alpha_hill"]) == set(per)
+    assert alpha["alpha_epsilon"] == 0.2 and 0.45 < alpha["sparsity_check"]["achieved"] <= 0.5
     for name, e in evals.items():
         ppl = e["perplexity"]
         assert len(ppl["window_nll"]) == ppl["windows"] == 2
@@ -104,6 +111,7 @@ def test_pruning_tables_agree_with_the_evaluations(run):
             cal = e["calibration_set"]
             assert cal["kind"] == "document windows" and cal["reused"] == 0 and cal["n_documents"] >= 2
     summary = pl.read_parquet(r / "tables" / "pruning_summary.parquet")
+    assert summary.filter(pl.col("allocation") == "2:4")["method"].to_list() == ["activation"]  # N:M row
     for alloc in ("uniform", "paper"):
         row = summary.filter(pl.col("allocation") == alloc).row(0, named=True)
         assert row["seeds"] == 1 and row["perplexity_std"] is None

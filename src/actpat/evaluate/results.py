@@ -25,7 +25,7 @@ SCORER_TITLES = {
     "acc": "lm-eval acc (summed log-likelihood of ' ' + choice after the cloze context)",
     "acc_norm": "lm-eval acc_norm (log-likelihood / choice length in bytes)",
 }
-METHOD_ORDER = {"dense": 0, "magnitude": 1, "wanda": 2, "sparsegpt": 3}
+METHOD_ORDER = {"dense": 0, "magnitude": 1, "wanda": 2, "sparsegpt": 3, "activation": 4, "wanda_activation": 5}
 KEYS = ["model", "method", "allocation", "calibration", "sparsity"]
 
 

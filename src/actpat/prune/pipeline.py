@@ -125,6 +125,7 @@ def prune_and_evaluate(
     out_sparsity: str | Path | None = None,
     out_masks: str | Path | None = None,
     out_model: str | Path | None = None,
+    mean_activation=None,
 ) -> dict:
     """Prune ``model`` in place for ``run`` (``None`` = dense), evaluate, and write the outputs."""
     record: dict = {"model": model_name, "actpat_version": __version__, "timings_s": {}}
@@ -142,14 +143,14 @@ def prune_and_evaluate(
             log.info("calibration: %d x %d tokens from %s (%s, seed %d, %d reused)", *ids.shape,
                      calibration_table, cal["kind"], run.seed, cal["reused"])
         pp = {k: v for k, v in (prune_params or {}).items() if v is not None}
-        owl = pp.get("owl") or {}
+        owl, ap = pp.get("owl") or {}, pp.get("alphapruning") or {}
         result = prune_model(
             model, method=run.method, target=run.sparsity, allocation=run.allocation, calibration_ids=ids,
             counts=counts, alpha=pp.get("alpha", 2.0), beta=pp.get("beta", 0.2), owl_M=owl.get("M", 5.0),
             owl_lambda=owl.get("lambda", 0.08), batch_size=pp.get("batch_size", 8),
             permutation_seed=run.seed or 0,  # permuted: one permutation per calibration seed
-            nm=run.nm_pair, alpha_epsilon=(pp.get("alphapruning") or {}).get("epsilon"),
-            alpha_mapping=(pp.get("alphapruning") or {}).get("mapping", "matrix"))
+            nm=run.nm_pair, mean_activation=mean_activation, alpha_epsilon=ap.get("epsilon"),
+            alpha_mapping=ap.get("mapping", "matrix"))
         check = sparsity_check(result)
         record["sparsity_check"] = check
         for k in ("matrix_sparsity", "alpha_hill", "alpha_epsilon", "alpha_mapping"):  # AlphaPruning's inputs
@@ -176,9 +177,12 @@ def prune_and_evaluate(
 
 
 def run_job(*, model_name: str, load: Mapping, run: Mapping | None, density: str | Path | None = None,
-            gamma: float | None = None, **kw) -> dict:
+            gamma: float | None = None, activations: str | Path | None = None, **kw) -> dict:
     """One ``prune_evaluate`` / ``evaluate_dense`` job: load the model its ``load`` spec names, read
-    N_i when the allocation needs them, then ``prune_and_evaluate`` (``kw``: its remaining arguments)."""
+    N_i when the allocation needs them and the mean activations when the method ranks by them
+    (``activations``: the activation domain's score store), then ``prune_and_evaluate`` (``kw``:
+    its remaining arguments)."""
+    from ..engine.store import ScoreStore
     from ..modelio import load_for_job, num_layers
     from .allocation import NEEDS_COUNTS
 
@@ -187,4 +191,6 @@ def run_job(*, model_name: str, load: Mapping, run: Mapping | None, density: str
     counts = None
     if run is not None and run.allocation in NEEDS_COUNTS:
         counts = activation_counts(density, gamma, num_layers(model))
+    if activations is not None:
+        kw["mean_activation"] = ScoreStore(activations).read  # one matrix at a time
     return prune_and_evaluate(model, tok, model_name=model_name, run=run, counts=counts, **kw)

@@ -34,7 +34,9 @@ from .sparsegpt import sparsegpt_prune
 
 log = logging.getLogger(__name__)
 
-METHODS = ("magnitude", "wanda", "sparsegpt")
+METHODS = ("magnitude", "wanda", "sparsegpt", "activation", "wanda_activation")
+# Methods that rank weights by the stored mean activation A(w) = mean |w * dD/dw| (the paper's metric)
+ACTIVATION_METHODS = ("activation", "wanda_activation")
 
 
 class PruneError(RuntimeError):
@@ -44,7 +46,7 @@ class PruneError(RuntimeError):
 def needs_calibration(method: str, allocation: str) -> bool:
     """Magnitude pruning needs no data unless OWL's outlier ratios (Wanda scores) are used."""
     a = ALLOCATIONS.get(allocation)  # an unknown name is refused by allocate, naming the known ones
-    return method in ("wanda", "sparsegpt") or (a is not None and a.needs_outliers)
+    return method in ("wanda", "sparsegpt", "wanda_activation") or (a is not None and a.needs_outliers)
 
 
 # ----------------------------------------------------------------------------- block inputs
@@ -181,6 +183,14 @@ def owl_outlier_ratios(model: nn.Module, inputs: BlockInputs, M: float, groups=N
     return np.asarray(lod)
 
 
+def _activation_of(w: ScoredWeight, mean_activation: Callable[[str], torch.Tensor], W: torch.Tensor) -> torch.Tensor:
+    a = torch.as_tensor(mean_activation(w.name))
+    if tuple(a.shape) != tuple(w.weight.shape):
+        raise PruneError(f"mean activation of {w.name!r} has shape {tuple(a.shape)}, the weight "
+                         f"{tuple(w.weight.shape)}; the store was scored on another model")
+    return (a.T if w.transposed else a).to(W.device)
+
+
 def _by_layer(weights: Sequence[ScoredWeight], n_layers: int) -> list[list[ScoredWeight]]:
     groups: list[list[ScoredWeight]] = [[] for _ in range(n_layers)]
     for w in weights:
@@ -188,11 +198,29 @@ def _by_layer(weights: Sequence[ScoredWeight], n_layers: int) -> list[list[Score
     return groups
 
 
+def activation_scores(mean_activation: torch.Tensor, wanda: torch.Tensor | None = None) -> torch.Tensor:
+    """Row-wise pruning score from the mean activation A(w) [out, in].
+
+    Alone (``activation``): A itself, so each row keeps its most activated weights.  With Wanda's
+    score (``wanda_activation``): A / rowmean(A) + wanda / rowmean(wanda), each divided by its row
+    mean so that neither term wins by scale alone (a row whose mean is 0 contributes 0 for that term).
+    """
+    a = mean_activation.float()
+    if wanda is None:
+        return a
+
+    def unit(x):
+        m = x.mean(dim=1, keepdim=True)
+        return torch.where(m > 0, x / torch.where(m > 0, m, 1.0), 0.0)
+
+    return unit(a) + unit(wanda.float())
+
+
 def _expected(method: str, shape: tuple[int, int], s: float, blocksize: int, nm=None) -> int:
     rows, cols = shape
     if nm is not None:
         return rows * (cols // nm[1]) * nm[0]
-    if method == "wanda":
+    if method in ("wanda", *ACTIVATION_METHODS):
         return rows * pruned_per_row(cols, s)
     if method == "magnitude":
         return pruned_per_row(rows * cols, s)
@@ -221,6 +249,7 @@ def prune_model(
     nm: tuple[int, int] | None = None,
     alpha_epsilon: float | None = None,
     alpha_mapping: str = "matrix",
+    mean_activation: Callable[[str], torch.Tensor] | None = None,
 ) -> PruneResult:
     """Prune the linear weights of every decoder block in place; return masks and per-block sparsity.
 
@@ -230,12 +259,16 @@ def prune_model(
     and ``permuted`` (``permutation_seed`` shuffles the counts); see ``allocation``.
     ``nm = (N, M)`` prunes N of every M consecutive input weights of each row instead (2:4, 4:8;
     ``target`` must then be N/M, and the allocation uniform: the pattern fixes every row's share).
+    ``activation`` and ``wanda_activation`` rank each row by the stored mean activation of a
+    weight, ``mean_activation(name)`` (the weight's shape; see ``activation_scores``).
     ``on_block_inputs(i, inputs)`` sees the inputs each block is pruned with (for checks).
     """
     from tqdm.auto import tqdm
 
     if method not in METHODS:
         raise PruneError(f"unknown pruning method {method!r}; use one of {', '.join(METHODS)}")
+    if method in ACTIVATION_METHODS and mean_activation is None:
+        raise PruneError(f"method {method!r} needs the mean activations of the calibration domain (a score store)")
     if nm is not None and (allocation != "uniform" or abs(target - nm[0] / nm[1]) > 1e-12):
         raise PruneError(f"N:M {nm[0]}:{nm[1]} fixes the sparsity of every row at {nm[0]}/{nm[1]}: it needs "
                          f"allocation 'uniform' and target {nm[0] / nm[1]:g} (got {allocation!r}, {target:g})")
@@ -255,7 +288,8 @@ def prune_model(
             L, target, None if counts is None else np.asarray(counts), alpha, beta, owl_lambda, permutation_seed,
             outlier_ratios=lambda: owl_outlier_ratios(model, inputs, owl_M, groups, progress),
             matrices=lambda: [(w.name, i, w.weight.numel(), _effective(w)) for i, g in enumerate(groups) for w in g],
-            alpha_epsilon=EPSILON[method] if alpha_epsilon is None else alpha_epsilon, alpha_mapping=alpha_mapping))
+            alpha_epsilon=EPSILON.get(method, 0.2) if alpha_epsilon is None else alpha_epsilon,
+            alpha_mapping=alpha_mapping))
     except AllocationError as e:
         raise PruneError(str(e)) from None
     per_matrix = extra.pop("matrix_sparsity", None)  # AlphaPruning: one sparsity per matrix
@@ -278,7 +312,14 @@ def prune_model(
 
         if inputs is not None and on_block_inputs is not None:
             on_block_inputs(i, inputs)
-        if method == "magnitude":
+        if method == "activation":
+            for w in groups[i]:
+                W = _effective(w)
+                score = _activation_of(w, mean_activation, W)
+                m = rowwise_mask(score, sw(w)) if nm is None else nm_mask(score, *nm)
+                apply_mask(W, m)
+                masks[w.name] = (m.T if w.transposed else m).contiguous().cpu()
+        elif method == "magnitude":
             for w in groups[i]:
                 if nm is None:
                     m = magnitude_mask(w.weight.data, sw(w))
@@ -296,8 +337,10 @@ def prune_model(
                 stats.remove()
             for w in groups[i]:
                 W = _effective(w)
-                if method == "wanda":
+                if method in ("wanda", "wanda_activation"):
                     score = wanda_scores(W, stats.col_sq_norm(w.name))
+                    if method == "wanda_activation":
+                        score = activation_scores(_activation_of(w, mean_activation, W), score)
                     m = rowwise_mask(score, sw(w)) if nm is None else nm_mask(score, *nm)
                     apply_mask(W, m)
                 else:

@@ -1,0 +1,64 @@
+"""The activation score as a pruning metric: rows ranked by the stored mean activation, alone and with Wanda's."""
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.tiny import PRUNING_LLAMA, tiny_llama
+from actpat.prune.allocation import pruned_per_row
+from actpat.prune.sequential import PruneError, activation_scores, needs_calibration, prune_model
+
+
+def _means(model, seed=4):
+    """Stand-in stored means, one non-negative array per scored matrix, in the weight's shape."""
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(p.shape, generator=g) for n, p in model.named_parameters()
+            if ".layers." in n and p.dim() == 2}
+
+
+def _ids():
+    return torch.randint(3, 128, (4, 16), generator=torch.Generator().manual_seed(0))
+
+
+def test_activation_method_keeps_each_rows_most_activated_weights():
+    model = tiny_llama(layers=2, hidden=64, inter=128, vocab=128, **PRUNING_LLAMA)
+    means = _means(model)
+    res = prune_model(model, method="activation", target=0.6, progress=False, mean_activation=means.__getitem__)
+    assert not needs_calibration("activation", "uniform")
+    for name, m in res.masks.items():
+        a = means[name].numpy()
+        k = pruned_per_row(a.shape[1], 0.6)
+        ref = np.zeros(a.shape, bool)  # NumPy: per row, the k lowest means (first index on ties)
+        np.put_along_axis(ref, np.argsort(a, axis=1, kind="stable")[:, :k], True, axis=1)
+        np.testing.assert_array_equal(m.numpy(), ref, err_msg=name)
+
+
+def test_the_combined_score_is_the_sum_of_row_normalised_scores():
+    a = torch.tensor([[1.0, 3.0, 0.0, 4.0], [0.0, 0.0, 0.0, 0.0]])
+    w = torch.tensor([[2.0, 2.0, 4.0, 0.0], [1.0, 3.0, 2.0, 2.0]])
+    got = activation_scores(a, w)
+    # row 1: A / 2 + w / 2; row 2: A has row mean 0 and contributes nothing, w / 2
+    expect = torch.tensor([[1.5, 2.5, 2.0, 2.0], [0.5, 1.5, 1.0, 1.0]])
+    torch.testing.assert_close(got, expect)
+    assert torch.equal(activation_scores(a), a)
+
+
+@pytest.mark.parametrize("nm", [None, (2, 4)])
+def test_wanda_activation_under_uniform_and_nm(nm):
+    model = tiny_llama(layers=2, hidden=64, inter=128, vocab=128, **PRUNING_LLAMA)
+    means = _means(model)
+    res = prune_model(model, method="wanda_activation", target=0.5, calibration_ids=_ids(), progress=False,
+                      mean_activation=means.__getitem__, nm=nm)
+    assert res.n_pruned == res.expected_pruned and res.achieved == 0.5
+    wanda = tiny_llama(layers=2, hidden=64, inter=128, vocab=128, **PRUNING_LLAMA)
+    ref = prune_model(wanda, method="wanda", target=0.5, calibration_ids=_ids(), progress=False, nm=nm)
+    assert any(not torch.equal(res.masks[n], ref.masks[n]) for n in ref.masks)  # the activation term counts
+
+
+def test_activation_methods_need_the_store_and_the_right_shapes():
+    model = tiny_llama(layers=1, hidden=64, inter=128, vocab=128, **PRUNING_LLAMA)
+    with pytest.raises(PruneError, match="needs the mean activations"):
+        prune_model(model, method="activation", target=0.5, progress=False)
+    with pytest.raises(PruneError, match="scored on another model"):
+        prune_model(model, method="activation", target=0.5, progress=False,
+                    mean_activation=lambda name: torch.rand(3, 3))
