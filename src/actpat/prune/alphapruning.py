@@ -7,9 +7,9 @@ fitted with a power law p(λ) ∝ λ^(-α) above a cut-off xmin, α by the Hill 
 
 and xmin chosen among the candidates by the smallest Kolmogorov-Smirnov distance between the
 tail and the fitted law (the ``xmin_peak`` variant the authors' allocations use): candidates run
-from the smallest eigenvalue up to 1.5 × the peak of a 100-bin histogram of log10 λ.  (The
-authors' code also states a lower bound, 0.95 × the peak, but compares it on the log10 scale
-with eigenvalues on the linear one, so it never binds; we reproduce what the code does.)
+up to 1.5 × the peak p (the left edge of the modal bin of a 100-bin histogram of log10 λ).  The
+authors' code bounds them below by log10(0.95 p), a log-scale number compared with linear
+eigenvalues (so the bound is loose, and binds only when p > 1/0.95); we reproduce that as written.
 
 The α of every matrix is mapped linearly to [1 - ε, 1 + ε] (the largest α, the least
 heavy-tailed matrix, gets 1 + ε: pruned most) and scaled by one factor so that the
@@ -25,6 +25,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .allocation import AllocationError
+
 # The authors' scripts (llama_7b.sh); the activation-score methods take Wanda's 0.2.
 EPSILON = {"magnitude": 0.3, "wanda": 0.2, "sparsegpt": 0.2}
 
@@ -33,13 +35,16 @@ def hill_alpha(eigs: np.ndarray, bins: int = 100) -> tuple[float, float, float]:
     """(α, xmin, KS distance) of the power-law tail of ``eigs`` (any order, all > 0)."""
     lam = np.sort(np.asarray(eigs, dtype=np.float64))
     if lam.size < 3 or lam[0] <= 0:
-        raise ValueError(f"need at least 3 positive eigenvalues, got {lam.size} (smallest {lam[:1]})")
+        raise AllocationError(f"need at least 3 positive eigenvalues, got {lam.size} (smallest {lam[:1]})")
     log_lam = np.log(lam)
     counts, edges = np.histogram(np.log10(lam), bins=bins, range=(np.log10(lam[0]), np.log10(lam[-1])))
-    x_max = 1.5 * 10 ** edges[np.argmax(counts)]  # 1.5 x the left edge of the modal bin
+    peak = 10 ** edges[np.argmax(counts)]  # the left edge of the modal bin
+    x_min, x_max = np.log10(0.95 * peak), 1.5 * peak  # as the authors' code (see the module docstring)
     N = lam.size
     best = (np.inf, None, None)  # (D, alpha, xmin): the first candidate with the smallest D wins
     for i in range(N - 1):
+        if lam[i] < x_min:
+            continue
         if lam[i] > x_max:
             break
         n = N - i
@@ -50,7 +55,7 @@ def hill_alpha(eigs: np.ndarray, bins: int = 100) -> tuple[float, float, float]:
         if D < best[0]:
             best = (D, alpha, lam[i])
     if best[1] is None:
-        raise ValueError("no power-law tail with alpha > 1 among the candidates")
+        raise AllocationError("alphapruning: no power-law tail with alpha > 1 among the candidates")
     return float(best[1]), float(best[2]), float(best[0])
 
 
