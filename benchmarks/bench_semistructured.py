@@ -1,5 +1,5 @@
 """The real payoff of 2:4 sparsity: pruned linear layers through PyTorch's semi-structured sparse
-tensors (cuSPARSELt and CUTLASS kernels) against the dense layers, on a GPU.
+tensors (cuSPARSELt kernels) against the dense layers, on a GPU.
 
 For each weight shape of a LLaMA-2-7B block (and of SmolLM2-135M), a random fp16/bf16 weight is
 pruned 2:4 by magnitude with ``actpat.prune.masks.nm_mask``, converted with
