@@ -360,8 +360,11 @@ def prune_inputs(wildcards):
         out["density"] = (
             f"results/analysis/{wildcards.model}/density/{activation_domain()}.parquet"
         )
-    if run.method in ACTIVATION_METHODS:  # ranks weights by their stored mean activation
-        out["activations"] = f"results/scores/{wildcards.model}/{activation_domain()}.zarr"
+    # methods that rank weights by their stored mean activation read the store itself
+    if run.method in ACTIVATION_METHODS:
+        out["activations"] = (
+            f"results/scores/{wildcards.model}/{activation_domain()}.zarr"
+        )
     return out
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from actpat.contracts import PROBE_SCHEMA
+
 from actpat.engine.store import write_store
 
 MATRICES = [("self_attn.q_proj", (8, 8)), ("mlp.up_proj", (16, 8)), ("mlp.down_proj", (8, 16))]
@@ -85,6 +87,21 @@ def sample_table(domain: str, n: int = 6) -> pl.DataFrame:
                          "text": [f"{topic} ({domain} sample {k})" for k in range(n)]})
 
 
+def probe_table(domain, n_layers=12, n_samples=5, per_matrix=6, seed=0, model="toy") -> pl.DataFrame:
+    """Per-sample activations at a few probe weights per matrix (the scoring jobs' .probe.parquet),
+    peaking in the shallow-middle layers as ``humped_store`` does."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n_samples):
+        for i in range(n_layers):
+            scale = 1e-4 * np.exp(-((i - n_layers / 3) ** 2) / (n_layers / 2))
+            for m, size in MATRICES:
+                rows.append({"model": model, "domain": domain, "id": f"{domain}-{k}", "layer": i, "matrix": m,
+                             "n_weights": int(np.prod(size)),
+                             "values": rng.exponential(scale, size=per_matrix).astype(np.float32).tolist()})
+    return pl.DataFrame(rows, schema=PROBE_SCHEMA)
+
+
 def write_workdir(base: Path, domains=("boolq", "c4", "humaneval", "mmlu"), n_layers=12, model="toy") -> Path:
     """A workflow directory with config, score stores, gram tables and sample tables."""
     base = Path(base)
@@ -108,6 +125,8 @@ def write_workdir(base: Path, domains=("boolq", "c4", "humaneval", "mmlu"), n_la
         panel_gram([d], n_layers, n_per=5, seed=10 + i, model=model).write_parquet(
             _mk(base / f"results/scores/{model}/{d}.gram.parquet"))
         sample_table(d).write_parquet(_mk(base / f"results/data/{d}.parquet"))
+        probe_table(d, n_layers, seed=20 + i, model=model).write_parquet(
+            _mk(base / f"results/scores/{model}/{d}.probe.parquet"))
     return base
 
 
