@@ -174,6 +174,24 @@ def key(rule: str, **wildcards) -> tuple:
     return (rule, *sorted((k, str(v)) for k, v in wildcards.items()))
 
 
+def rule_blocks() -> dict[str, str]:
+    """Each rule's body: the indented lines after `rule NAME:` up to the next top-level line
+    (so a helper such as common.smk's figure() is never read as part of the rule before it)."""
+    blocks = {}
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        name = None
+        for line in path.read_text().splitlines():
+            head = re.match(r"rule (\w+):", line)
+            if head:
+                name = head.group(1)
+                blocks[name] = ""
+            elif line and not line[0].isspace() and not line.startswith("#"):
+                name = None
+            elif name:
+                blocks[name] += line + "\n"
+    return blocks
+
+
 def local_rules() -> set[str]:
     """Rules marked `localrule: True` in rules/*.smk or listed in a `localrules:` directive.
 

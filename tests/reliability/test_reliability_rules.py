@@ -28,6 +28,7 @@ from actpat.prune.masks import load_masks, save_masks
 from actpat.report.html import write_sections
 
 from helpers import REPO
+from helpers.smkrun import rule_blocks
 from helpers.tiny import save_tiny_model
 
 # rule -> the writer its outputs go through (all write a temporary name, then rename)
@@ -63,16 +64,9 @@ RULES = {
 def _rules() -> dict[str, str | None]:
     """rule name -> its script (None for rules without one), from the rules files."""
     out = {}
-    for f in sorted((REPO / "rules").glob("*.smk")):
-        current = None
-        for line in f.read_text().splitlines():
-            m = re.match(r"rule (\w+):", line)
-            if m:
-                current = m.group(1)
-                out[current] = None
-            m = re.match(r'\s+"\.\./scripts/(\w+\.py)"', line)
-            if m and current:
-                out[current] = m.group(1)
+    for name, body in rule_blocks().items():
+        m = re.search(r'^\s+"\.\./scripts/(\w+\.py)"', body, re.M)
+        out[name] = m.group(1) if m else None
     return out
 
 

@@ -27,7 +27,8 @@ import pytest
 import yaml
 import zarr
 
-from helpers.smkrun import REPO, job_keys, key, local_rules, parse_jobs, snakemake, tiny_targets, tiny_workdir
+from helpers.smkrun import (REPO, job_keys, key, local_rules, parse_jobs, rule_blocks, snakemake, tiny_targets,
+                            tiny_workdir)
 from helpers.tiny import save_tiny_model
 
 pytestmark = pytest.mark.slurm
@@ -263,24 +264,6 @@ def test_results_equal_a_local_run(runs):
                 x, y = a[n][...], b[n][...]
                 assert x.dtype == y.dtype == np.float32 and np.isfinite(x).all()
                 np.testing.assert_array_equal(x, y, err_msg=f"{rel}/{n}")
-
-
-def rule_blocks() -> dict[str, str]:
-    """Each rule's body: the indented lines after `rule NAME:` up to the next top-level line
-    (so a helper such as common.smk's figure() is never read as part of the rule before it)."""
-    blocks = {}
-    for path in sorted((REPO / "rules").glob("*.smk")):
-        name = None
-        for line in path.read_text().splitlines():
-            head = re.match(r"rule (\w+):", line)
-            if head:
-                name = head.group(1)
-                blocks[name] = ""
-            elif line and not line[0].isspace() and not line.startswith("#"):
-                name = None
-            elif name:
-                blocks[name] += line + "\n"
-    return blocks
 
 
 def test_slurm_profile_placeholders_and_gpu_rules():
