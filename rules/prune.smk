@@ -42,6 +42,7 @@ rule prune_evaluate:
         prune=prune_run_params,
         gamma=prune_gamma,
         evaluation=eval_params,
+        float32_matmul=config["evaluation"]["float32_matmul"],
         zeroshot_domains=zeroshot_domains,
     script:
         "../scripts/prune_evaluate.py"
@@ -70,6 +71,7 @@ rule evaluate_dense:
         prune=None,
         gamma=None,
         evaluation=eval_params,
+        float32_matmul=config["evaluation"]["float32_matmul"],
         zeroshot_domains=zeroshot_domains,
     script:
         "../scripts/prune_evaluate.py"

@@ -128,7 +128,8 @@ def prune_and_evaluate(
     mean_activation=None,
 ) -> dict:
     """Prune ``model`` in place for ``run`` (``None`` = dense), evaluate, and write the outputs."""
-    record: dict = {"model": model_name, "actpat_version": __version__, "timings_s": {}}
+    record: dict = {"model": model_name, "actpat_version": __version__, "timings_s": {},
+                    "float32_matmul": torch.get_float32_matmul_precision()}
     t0, c0 = time.perf_counter(), time.process_time()
     if run is None:
         record.update(run="dense", method="dense", allocation=None, calibration=None, seed=None, sparsity=0.0)
@@ -177,15 +178,18 @@ def prune_and_evaluate(
 
 
 def run_job(*, model_name: str, load: Mapping, run: Mapping | None, density: str | Path | None = None,
-            gamma: float | None = None, activations: str | Path | None = None, **kw) -> dict:
+            gamma: float | None = None, activations: str | Path | None = None, float32_matmul: str = "highest",
+            **kw) -> dict:
     """One ``prune_evaluate`` / ``evaluate_dense`` job: load the model its ``load`` spec names, read
     N_i when the allocation needs them and the mean activations when the method ranks by them
     (``activations``: the activation domain's score store), then ``prune_and_evaluate`` (``kw``:
-    its remaining arguments)."""
+    its remaining arguments).  ``float32_matmul``: PyTorch's float32 matmul precision for the whole
+    job (``high`` = TF32 tensor cores on a GPU; no effect on a CPU)."""
     from ..engine.store import ScoreStore
     from ..modelio import load_for_job, num_layers
     from .allocation import NEEDS_COUNTS
 
+    torch.set_float32_matmul_precision(float32_matmul)
     model, tok = load_for_job(dict(load))
     run = PruneRun(**run) if run else None
     counts = None
