@@ -232,3 +232,24 @@ def test_prune_and_evaluate_end_to_end(tmp_path):
     assert meta["name"] == run.name
     assert sum(int(m.sum()) for m in masks.values()) == saved["sparsity_check"]["n_pruned"]
     assert rec["calibration_set"]["rows_used_from_top"] == 20
+
+
+def test_run_job_sets_the_float32_matmul_precision_and_records_it(tmp_path, monkeypatch):
+    import actpat.modelio
+    from actpat.prune.pipeline import run_job
+
+    tok = tiny_tokenizer(bos=False, **PRUNING_TOKENIZER)
+    (tmp_path / "held.txt").write_text("\n\n".join(f"Held out text {i}: the dog sat on the log." for i in range(30)))
+    monkeypatch.setattr(actpat.modelio, "load_for_job",
+                        lambda load: (tiny_llama(vocab=len(tok), layers=2, **PRUNING_LLAMA), tok))
+    ev = {"ppl_text": tmp_path / "held.txt", "ppl_seq_len": 16, "ppl_max_windows": 2, "zeroshot_tables": {},
+          "progress": False}
+    try:
+        for precision in ("high", "highest"):
+            rec = run_job(model_name="tiny", load={}, run=None, float32_matmul=precision, eval_params=ev,
+                          out_eval=tmp_path / f"{precision}.json")
+            assert torch.get_float32_matmul_precision() == precision
+            assert rec["float32_matmul"] == precision
+            assert json.loads((tmp_path / f"{precision}.json").read_text())["float32_matmul"] == precision
+    finally:
+        torch.set_float32_matmul_precision("highest")
