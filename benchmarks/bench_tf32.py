@@ -48,7 +48,8 @@ def main() -> None:
             res = perplexity(model, windows)
         sync(a.device)
         rows[precision] = {"seconds": time.perf_counter() - t, "mean_nll": res["mean_nll"]}
-    out = {"model": a.model, "device": torch.cuda.get_device_name() if a.device.startswith("cuda") else a.device, "windows": len(windows), "seq": a.seq,
+    device = torch.cuda.get_device_name() if a.device.startswith("cuda") else a.device
+    out = {"model": a.model, "device": device, "windows": len(windows), "seq": a.seq,
            **rows, "speedup": rows["highest"]["seconds"] / rows["high"]["seconds"],
            "nll_change": rows["high"]["mean_nll"] - rows["highest"]["mean_nll"]}
     print(json.dumps(out))
