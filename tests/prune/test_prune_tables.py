@@ -171,3 +171,40 @@ def test_calibration_comparisons_and_accuracy_differences_against_numpy(tmp_path
     boot = [d[i].mean() for i in idx]
     assert (row["acc_lo"], row["acc_hi"]) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])), abs=1e-12)
     assert comparisons(paths, calibration=None).height == 0  # no configured domain: nothing to compare with
+
+
+def test_pattern_comparisons_of_runs_without_calibration_seeds(tmp_path):
+    """kind pattern: each N:M run against unstructured uniform pruning at its sparsity, same method; a method
+    without calibration data (one run, seed None) is compared over the token blocks alone."""
+    from actpat.evaluate.results import comparisons
+
+    rng = np.random.default_rng(11)
+    T, W = 10, 3
+    ntok = np.array([4, 4, 1] * W, dtype=float)
+    nll = {}
+    paths = []
+    for label, nm, alloc in (("uniform", None, "uniform"), ("2:4", "2:4", "uniform"), ("4:8", "4:8", "uniform"),
+                             ("paper", None, "paper")):
+        nll[label] = rng.normal(3.0 + (0.4 if nm else 0.0), 0.1, 3 * W) * ntok
+        name = f"magnitude-{alloc}" + (f"-{nm.replace(':', 'of')}" if nm else "-s0.50")
+        r = {"model": "m", "run": name, "method": "magnitude", "allocation": alloc, "nm": nm, "calibration": None,
+             "sparsity": 0.5, "seed": None,
+             "perplexity": {"perplexity": 1.0, "block_nll": nll[label].reshape(W, 3).tolist(), "block_tokens": 4,
+                            "windows": W, "seq_len": T}}
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps(r))
+        paths.append(p)
+    comp = comparisons(paths, calibration="c4", n_boot=300, seed=2)
+    pat = comp.filter(pl.col("kind") == "pattern").sort("allocation")
+    assert pat["allocation"].to_list() == ["2:4", "4:8"] and set(pat["baseline"]) == {"uniform"}
+    g = np.random.default_rng(2)
+    idx = g.integers(0, 3 * W, size=(300, 3 * W))
+    for row in pat.iter_rows(named=True):
+        d = nll[row["allocation"]] - nll["uniform"]
+        assert row["seeds"] == [] and row["log_ppl_diff"] == pytest.approx(d.sum() / (W * (T - 1)), abs=1e-12)
+        boot = [d[i].sum() / ntok[i].sum() for i in idx]
+        assert (row["lo"], row["hi"]) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])), abs=1e-12)
+        assert row["verdict"] == "holds"  # 0.4 nats worse than unstructured over 0.1-nat noise
+    alloc = comp.filter(pl.col("kind") == "allocation")
+    assert alloc["allocation"].to_list() == ["uniform"] and alloc["baseline"].to_list() == ["paper"]  # no N:M here
+    assert comp.filter(pl.col("kind") == "calibration").height == 0  # seedless runs have no calibration domain

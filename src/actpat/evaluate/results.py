@@ -103,17 +103,18 @@ def _correct(record: dict) -> dict[str, float]:
             for it in t.get("items", [])}
 
 
-def _compare(other: dict[int, dict], base: dict[int, dict], *, n_boot: int, level: float, seed: int) -> dict | None:
-    """One paired comparison of two configurations run with the same calibration seeds (seed -> record)."""
-    seeds = sorted(set(base) & set(other))
+def _compare(other: dict, base: dict, *, n_boot: int, level: float, seed: int) -> dict | None:
+    """One paired comparison of two configurations run with the same calibration seeds (seed -> record;
+    the seed is ``None`` for a method without calibration data: one run each, token blocks resampled)."""
+    seeds = sorted(set(base) & set(other), key=lambda k: -1 if k is None else k)
     if not seeds or any("block_nll" not in r[k]["perplexity"] for r in (base, other) for k in seeds):
         return None
     res = paired_block_bootstrap([_flat(other[k]["perplexity"]["block_nll"]) for k in seeds],
                                  [_flat(base[k]["perplexity"]["block_nll"]) for k in seeds],
                                  block_sizes(base[seeds[0]]["perplexity"]), n_boot=n_boot, level=level, seed=seed)
     lo, hi = res["interval"]
-    row = {"seeds": seeds, "windows": base[seeds[0]]["perplexity"]["windows"], "blocks": res["blocks"],
-           "log_ppl_diff": res["diff"], "lo": lo, "hi": hi, "per_seed": res["per_seed"],
+    row = {"seeds": [k for k in seeds if k is not None], "windows": base[seeds[0]]["perplexity"]["windows"],
+           "blocks": res["blocks"], "log_ppl_diff": res["diff"], "lo": lo, "hi": hi, "per_seed": res["per_seed"],
            "ppl_ratio": float(np.exp(res["diff"])), "verdict": three_way((lo, hi)), "n_boot": n_boot, "level": level,
            "questions": None, "acc_diff": None, "acc_lo": None, "acc_hi": None, "acc_verdict": None}
     for k in seeds:  # accuracy: the first shared seed both evaluated zero-shot (the same questions)
@@ -128,6 +129,10 @@ def _compare(other: dict[int, dict], base: dict[int, dict], *, n_boot: int, leve
     return row
 
 
+def _is_pattern(allocation: str | None) -> bool:
+    return allocation is not None and ":" in allocation  # "2:4": an N:M run (allocation_label)
+
+
 def comparisons(paths: Sequence[str | Path], *, calibration: str | None = None, n_boot: int = 1000,
                 level: float = 0.95, seed: int = 0) -> pl.DataFrame:
     """Paired comparisons of pruned models, each with the reference it varies from.
@@ -135,37 +140,41 @@ def comparisons(paths: Sequence[str | Path], *, calibration: str | None = None, 
     * ``kind`` allocation: every allocation against the paper rule, same method, sparsity and
       calibration domain;
     * ``kind`` calibration: every calibration domain against ``calibration`` (the configured one),
-      same method, allocation and sparsity (Validation 2).
+      same method, allocation and sparsity (Validation 2);
+    * ``kind`` pattern: every N:M pattern against unstructured uniform pruning at the same sparsity
+      (50% for 2:4 and 4:8), same method and calibration domain.
 
     ``log_ppl_diff`` = log PPL(other) - log PPL(baseline), the mean over the calibration seeds both
-    have, with the paired bootstrap interval over seeds and token blocks
-    (``actpat.analysis.uncertainty``); ``acc_diff`` = accuracy(baseline) - accuracy(other), the
-    paper scorer over the zero-shot questions both answered (one seed), questions resampled.  Both
-    verdicts are on "the baseline is better" (> 0): holds, does not hold (the other is better), or
-    inconclusive.
+    have (a method without calibration data has one run: token blocks only), with the paired
+    bootstrap interval over seeds and token blocks (``actpat.analysis.uncertainty``); ``acc_diff`` =
+    accuracy(baseline) - accuracy(other), the paper scorer over the zero-shot questions both
+    answered (one seed), questions resampled.  Both verdicts are on "the baseline is better" (> 0):
+    holds, does not hold (the other is better), or inconclusive.
     """
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    by_alloc: dict[tuple, dict[str, dict[int, dict]]] = {}
-    by_cal: dict[tuple, dict[str, dict[int, dict]]] = {}
+    by_alloc: dict[tuple, dict[str, dict]] = {}
+    by_cal: dict[tuple, dict[str, dict]] = {}
     for r in runs:
-        if r.get("method") in (None, "dense") or r.get("seed") is None:
+        if r.get("method") in (None, "dense"):
             continue
-        sp, k = float(r["sparsity"]), int(r["seed"])
+        sp, k = float(r["sparsity"]), r.get("seed")
         a = allocation_label(r)
         by_alloc.setdefault((r["model"], r["method"], r["calibration"], sp), {}).setdefault(a, {})[k] = r
-        by_cal.setdefault((r["model"], r["method"], a, sp), {}).setdefault(r["calibration"], {})[k] = r
+        if k is not None:
+            by_cal.setdefault((r["model"], r["method"], a, sp), {}).setdefault(r["calibration"], {})[k] = r
     rows = []
-    for kind, groups, ref in (("allocation", by_alloc, COMPARE_TO), ("calibration", by_cal, calibration)):
-        for (model, method, fixed, sp), variants in sorted(groups.items()):
+    for kind, groups, ref in (("allocation", by_alloc, COMPARE_TO), ("calibration", by_cal, calibration),
+                              ("pattern", by_alloc, "uniform")):
+        for (model, method, fixed, sp), variants in sorted(groups.items(), key=lambda kv: tuple("" if x is None else x for x in kv[0])):
             if ref not in variants:
                 continue
             for name, other in sorted(variants.items()):
-                if name == ref:
+                if name == ref or (kind != "calibration" and _is_pattern(name) != (kind == "pattern")):
                     continue
                 got = _compare(other, variants[ref], n_boot=n_boot, level=level, seed=seed)
                 if got is None:
                     continue
-                alloc, cal = (name, fixed) if kind == "allocation" else (fixed, name)
+                alloc, cal = (fixed, name) if kind == "calibration" else (name, fixed)
                 rows.append({"kind": kind, "model": model, "method": method, "calibration": cal, "sparsity": sp,
                              "allocation": alloc, "baseline": ref, **got})
     return pl.DataFrame(rows, schema=COMPARISON_SCHEMA)

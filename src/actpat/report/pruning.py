@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import polars as pl
 
 from ..atomic import write_parquet, write_text
@@ -34,7 +35,8 @@ VERDICT_TEXT = "holds when the whole interval is above 0, does not hold when it 
 
 
 COMPARISONS = (("allocation", "Each allocation against the paper rule", "allocation"),
-               ("calibration", "Each calibration domain against the configured one (Validation 2)", "calibration"))
+               ("calibration", "Each calibration domain against the configured one (Validation 2)", "calibration"),
+               ("pattern", "Each N:M pattern against unstructured uniform pruning at its sparsity", "allocation"))
 COMPARISON_CAPTION = (
     "Paired comparisons: Δ log PPL = log PPL(other) − log PPL(baseline), the mean over the calibration seeds "
     "both share, with the bootstrap interval over those seeds and the token blocks of the evaluation text; "
@@ -70,6 +72,53 @@ def comparison_markdown(comp: pl.DataFrame) -> list[str]:
     return lines
 
 
+def nm_rows(summary: pl.DataFrame, comp: pl.DataFrame | None) -> list[dict]:
+    """One row per model x method x calibration that has N:M runs: perplexity (mean over seeds) of
+    unstructured uniform pruning at 50% and of each pattern, with the paired PPL ratio's interval."""
+    pats = sorted({a for a in summary["allocation"].drop_nulls() if ":" in a}, key=lambda a: tuple(map(int, a.split(":"))))
+    if not pats:
+        return []
+    out = []
+    keys = ["model", "method", "calibration"]
+    for (model, method, cal), g in summary.filter(pl.col("sparsity") == 0.5).group_by(keys, maintain_order=True):
+        by = {r["allocation"]: r for r in g.iter_rows(named=True)}
+        if not any(p in by for p in pats):
+            continue
+        row = {"model": model, "method": method, "calibration": cal,
+               "uniform": by.get("uniform", {}).get("perplexity_mean"), "seeds": {}}
+        for p in pats:
+            r = by.get(p, {})
+            row[p] = r.get("perplexity_mean")
+            row["seeds"][p] = r.get("seeds")
+            c = None if comp is None else comp.filter(
+                (pl.col("kind") == "pattern") & (pl.col("model") == model) & (pl.col("method") == method)
+                & (pl.col("allocation") == p) & (pl.col("calibration").eq_missing(cal)) & (pl.col("sparsity") == 0.5))
+            row[f"{p} ratio"] = (None if c is None or not c.height else
+                                 (c["ppl_ratio"][0], float(np.exp(c["lo"][0])), float(np.exp(c["hi"][0]))))
+        out.append(row)
+    return out
+
+
+def nm_markdown(summary: pl.DataFrame, comp: pl.DataFrame | None) -> list[str]:
+    rows = nm_rows(summary, comp)
+    if not rows:
+        return []
+    pats = [k for k in rows[0] if ":" in k and not k.endswith("ratio")]
+    lines = ["", "## N:M semi-structured sparsity (50%)", "",
+             "Perplexity (mean over calibration seeds) of unstructured uniform pruning at 50% and of each N:M "
+             "pattern, same method and calibration; ratio = PPL(pattern) / PPL(unstructured), the paired bootstrap's "
+             "interval in brackets.", ""]
+    cols = ["model", "method", "calibration", "unstructured"] + [c for p in pats for c in (p, f"{p} / unstructured")]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = [r["model"], r["method"], r["calibration"] or "–", _fmt(r["uniform"])]
+        for p in pats:
+            ratio = r[f"{p} ratio"]
+            cells += [_fmt(r[p]), "–" if ratio is None else f"{ratio[0]:.3f} [{ratio[1]:.3f}, {ratio[2]:.3f}]"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp: pl.DataFrame | None = None) -> str:
     head = ["model", "method", "allocation", "calibration", "sparsity", "seed"]
     lines = ["# Pruning results (Validations 1-2)", "",
@@ -101,6 +150,7 @@ def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp
                  _fmt(r["layer_min"], digits=3), _fmt(r["layer_max"], digits=3), _fmt(r["depth_spearman"])]
         cells += [_pm(r[f"mean_{s}_mean"], r[f"mean_{s}_std"], pct=True) for s in SCORERS]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += nm_markdown(summary, comp)
     if comp is not None and comp.height:
         lines += comparison_markdown(comp)
     if any(c.endswith("_paper_lo") for c in df.columns):
@@ -117,8 +167,9 @@ def markdown(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str], comp
 
 
 def perplexity_chart(df: pl.DataFrame):
-    """Perplexity vs sparsity: one line per method x allocation x calibration (mean over seeds),
-    seeds as small points, the dense model as a dashed rule; log scale; one panel per model."""
+    """Perplexity vs sparsity: one panel per model (columns) and method (rows), one line per
+    allocation x calibration (mean over seeds; N:M patterns are points at their 50%), seeds as small
+    points, the dense model as a dashed rule in every panel; log scale."""
     import altair as alt
 
     pruned = df.filter(pl.col("method") != "dense").with_columns(
@@ -129,8 +180,9 @@ def perplexity_chart(df: pl.DataFrame):
     means = pruned.group_by(cols, maintain_order=True).agg(pl.col("perplexity").mean()).with_columns(
         pl.lit("mean").alias("kind"), pl.lit(None, dtype=pl.Int64).alias("seed"))
     seeds = pruned.select(cols + ["perplexity", "seed"]).with_columns(pl.lit("seed").alias("kind"))
-    dense = df.filter(pl.col("method") == "dense").select("model", "perplexity").with_columns(
-        pl.lit("dense").alias("kind"))
+    methods = pl.DataFrame({"method": pruned["method"].unique(maintain_order=True)})
+    dense = df.filter(pl.col("method") == "dense").select("model", "perplexity").join(methods, how="cross")
+    dense = dense.with_columns(pl.lit("dense").alias("kind"))
     data = pl.concat([means.select(seeds.columns), seeds, dense], how="diagonal_relaxed").to_pandas()
 
     base = alt.Chart()
@@ -139,7 +191,7 @@ def perplexity_chart(df: pl.DataFrame):
     y = alt.Y("perplexity:Q", scale=alt.Scale(type="log"), title="perplexity (log scale)")
     color = alt.Color("allocation:N", title="allocation")
     tip = [alt.Tooltip("series:N"), alt.Tooltip("sparsity:Q"), alt.Tooltip("perplexity:Q", format=".3f")]
-    lines = base.mark_line().encode(x=x, y=y, color=color, strokeDash=alt.StrokeDash("method:N", title="method"),
+    lines = base.mark_line().encode(x=x, y=y, color=color, strokeDash=alt.StrokeDash("calibration:N"),
                                     detail="series:N", tooltip=tip).transform_filter(alt.datum.kind == "mean")
     mean_pts = base.mark_point(filled=True, size=60).encode(
         x=x, y=y, color=color, shape=alt.Shape("calibration:N", title="calibration"), tooltip=tip,
@@ -150,8 +202,8 @@ def perplexity_chart(df: pl.DataFrame):
         y="perplexity:Q", tooltip=[alt.Tooltip("perplexity:Q", format=".3f", title="dense")],
     ).transform_filter(alt.datum.kind == "dense")
     return (alt.layer(lines, mean_pts, seed_pts, rule, data=data)
-            .properties(width=360, height=260)
-            .facet(column=alt.Column("model:N", title=None))
+            .properties(width=320, height=200)
+            .facet(column=alt.Column("model:N", title=None), row=alt.Row("method:N", title=None))
             .properties(title="Perplexity after pruning (dashed: dense model)"))
 
 
@@ -211,6 +263,18 @@ def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]
                   pct(r["mean_acc_mean"]), pct(r["mean_acc_norm_mean"])] for r in summary.iter_rows(named=True)],
     }
     tables = [summ]
+    nm = nm_rows(summary, comp)
+    if nm:
+        pats = [k for k in nm[0] if ":" in k and not k.endswith("ratio")]
+        tables.append({
+            "id": "nm", "title": "N:M semi-structured sparsity (50%)", "digits": 3,
+            "caption": "Perplexity (mean over calibration seeds) of unstructured uniform pruning at 50% and of each "
+                       "N:M pattern; ratio = PPL(pattern) / PPL(unstructured) with the paired bootstrap interval.",
+            "columns": ["model", "method", "calibration", "unstructured"]
+            + [c for p in pats for c in (p, f"{p} ratio", f"{p} ratio lo", f"{p} ratio hi")],
+            "rows": [[r["model"], r["method"], r["calibration"], r["uniform"]]
+                     + [x for p in pats for x in (r[p], *(r[f"{p} ratio"] or (None, None, None)))] for r in nm],
+        })
     if comp is not None and comp.height:
         for kind, title, head in COMPARISONS:
             c = comp.filter(pl.col("kind") == kind)
