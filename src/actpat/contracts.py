@@ -66,7 +66,8 @@ STS_RESULT_SCHEMA = {
 
 # results/tables/pruning_comparisons.parquet
 COMPARISON_SCHEMA = {
-    "kind": pl.String,  # allocation (vs the paper rule) | calibration (vs the configured domain) | pattern (N:M vs uniform)
+    # kind: allocation (vs the paper rule) | calibration (vs the configured domain) | pattern (N:M vs uniform)
+    "kind": pl.String,
     "model": pl.String, "method": pl.String, "calibration": pl.String, "sparsity": pl.Float64,
     "allocation": pl.String, "baseline": pl.String, "seeds": pl.List(pl.Int64), "windows": pl.Int64,
     "blocks": pl.Int64, "log_ppl_diff": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,

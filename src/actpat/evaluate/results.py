@@ -165,7 +165,8 @@ def comparisons(paths: Sequence[str | Path], *, calibration: str | None = None, 
     rows = []
     for kind, groups, ref in (("allocation", by_alloc, COMPARE_TO), ("calibration", by_cal, calibration),
                               ("pattern", by_alloc, "uniform")):
-        for (model, method, fixed, sp), variants in sorted(groups.items(), key=lambda kv: tuple("" if x is None else x for x in kv[0])):
+        ordered = sorted(groups.items(), key=lambda kv: tuple("" if x is None else x for x in kv[0]))
+        for (model, method, fixed, sp), variants in ordered:
             if ref not in variants:
                 continue
             for name, other in sorted(variants.items()):

@@ -75,7 +75,8 @@ def comparison_markdown(comp: pl.DataFrame) -> list[str]:
 def nm_rows(summary: pl.DataFrame, comp: pl.DataFrame | None) -> list[dict]:
     """One row per model x method x calibration that has N:M runs: perplexity (mean over seeds) of
     unstructured uniform pruning at 50% and of each pattern, with the paired PPL ratio's interval."""
-    pats = sorted({a for a in summary["allocation"].drop_nulls() if ":" in a}, key=lambda a: tuple(map(int, a.split(":"))))
+    pats = sorted({a for a in summary["allocation"].drop_nulls() if ":" in a},
+                  key=lambda a: tuple(map(int, a.split(":"))))
     if not pats:
         return []
     out = []
