@@ -211,6 +211,11 @@ def shard_rows(domain, shard):
     )
 
 
+def shard_store(path):
+    """A shard's store of sums: temp() (Snakemake deletes it after the merge) unless kept."""
+    return path if config["scoring"]["keep_shards"] else temp(path)
+
+
 def domain_shard_files(wildcards, ext):
     k = resources.n_shards(
         domain_samples(wildcards.domain), config["scoring"]["shard_size"]

@@ -7,7 +7,10 @@ rule score_shard:
         model=model_input,
         table="results/data/{domain}.parquet",
     output:
-        store=directory("results/scores/{model}/shards/{domain}/{shard}.zarr"),
+        # shard sums are temporary unless scoring.keep_shards: deleted once the merge has succeeded
+        store=shard_store(
+            directory("results/scores/{model}/shards/{domain}/{shard}.zarr")
+        ),
         stats="results/scores/{model}/shards/{domain}/{shard}.stats.parquet",
         gram="results/scores/{model}/shards/{domain}/{shard}.gram.parquet",
         probe="results/scores/{model}/shards/{domain}/{shard}.probe.parquet",
@@ -56,6 +59,7 @@ rule merge_scores:
     params:
         code=script_code("merge_scores.py"),
         seed=config["data"]["seed"],
+        keep_shards=config["scoring"]["keep_shards"],
     script:
         "../scripts/merge_scores.py"
 

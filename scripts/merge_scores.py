@@ -14,4 +14,5 @@ with rule_logging(snakemake) as log:
         extra_attrs={"seed": snakemake.params.seed},
         probes=list(snakemake.input.probes),
         out_probe=snakemake.output.probe,
+        verify=not snakemake.params.keep_shards,
     )

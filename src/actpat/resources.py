@@ -32,13 +32,22 @@ def sums_gb(spec: dict) -> float:
     return size_b(spec) * (8 if spec.get("dtype") == "float64" else 4)
 
 
+def largest_matrix(spec: dict) -> float:
+    """Elements of the largest scored matrix, from size and depth: an MLP matrix is at most 28%
+    of a block's weights (LLaMA-2-7B 21%, LLaMA-2-70B 27.5%)."""
+    return 0.28 * size_b(spec) * 1e9 / max(int(spec.get("layers") or 1), 1)
+
+
 def mem_mb(spec: dict, kind: str = "score") -> int:
     """Host memory (MB) of one job of ``kind``.
 
     score: on CPU the weights, the sums and as much again for activations and gradients;
            on GPU those live on the GPU and the host only holds the weights while loading
            (transformers loads on CPU, then moves them) plus about 4 GB of libraries.
-    merge: every weight's mean in float32 plus one float64 array being summed.
+    merge: streams one matrix at a time: its float64 sum, a float32 read and the float32 mean and
+           its encoded shard file (24 bytes per element of the largest matrix), plus 1 GB of
+           libraries; measured 1.5 GB at LLaMA-2-7B shapes whatever the depth
+           (benchmarks/bench_merge.py).
     density: streams one layer at a time: about four copies of a layer plus the top-k buffer.
     Other kinds (prune, eval, ...): float32 weights times a working-memory factor.
     """
@@ -47,7 +56,7 @@ def mem_mb(spec: dict, kind: str = "score") -> int:
     if kind == "score":
         gb = 1.5 * weight_gb(spec) + 4 if on_gpu(spec) else 2 * weight_gb(spec) + sums_gb(spec) + 2
     elif kind == "merge":
-        gb = 1.2 * sums_gb(spec) + 2
+        gb = 24 * largest_matrix(spec) / 1e9 + 1
     else:
         gb = size_b(spec) * 4 * {"prune": 2.5, "eval": 1.5}.get(kind, 2.0) + 2
     return int(gb * 1024)

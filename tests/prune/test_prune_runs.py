@@ -56,8 +56,10 @@ def test_default_config_runs():
     n_seeds = len(cfg["prune"]["calibration"]["seeds"])
     assert "wanda-paper-s0.50-c4-seed0" in names and "magnitude-uniform-s0.50" in names
     # 50/60/70%: 5 allocations (paper, uniform, owl and the controls) x all seeds; permuted x 3 seeds;
-    # calibration swap: 2 at seed 0
-    assert len(names) == 1 + 3 * 5 * n_seeds + 3 * 3 + 2
+    # calibration swap: 2 at seed 0; beyond the paper: Wanda 2:4, AlphaPruning, the activation score
+    assert len(names) == 1 + 3 * 5 * n_seeds + 3 * 3 + 2 + 3
+    beyond = {"wanda-uniform-2of4-c4-seed0", "wanda-alphapruning-s0.50-c4-seed0", "activation-uniform-s0.50"}
+    assert beyond <= set(names)
     for alloc in ("uniform", "paper", "owl", "owl_matched", "depth_ramp"):
         assert all(f"wanda-{alloc}-s{s}-c4-seed{k}" in names for s in ("0.50", "0.60", "0.70") for k in (0, 1))
     assert "wanda-permuted-s0.70-c4-seed2" in names

@@ -14,9 +14,11 @@ def test_memory_of_each_job_kind():
     assert R.mem_mb(LLAMA7B, "score") == int((1.5 * 6.7 * 2 + 4) * 1024)
     # CPU scoring: weights twice (activations, gradients) + float32 sums + 2 GB
     assert R.mem_mb(SMOL, "score") == int((2 * 0.135 * 4 + 0.135 * 4 + 2) * 1024)
-    # merge: float32 means + one float64 array, +20% and 2 GB
-    assert R.mem_mb(LLAMA7B, "merge") == int((1.2 * 6.7 * 4 + 2) * 1024)
-    assert R.mem_mb({**SMOL, "dtype": "float64"}, "merge") == int((1.2 * 0.135 * 8 + 2) * 1024)
+    # merge: streams one matrix: 24 bytes per element of the largest (28% of a block) + 1 GB, any depth
+    assert R.mem_mb({**LLAMA7B, "layers": 32}, "merge") == int((24 * 0.28 * 6.7e9 / 32 / 1e9 + 1) * 1024)
+    assert R.largest_matrix({"size_b": 68.98, "layers": 80}) > 28672 * 8192  # LLaMA-2-70B's MLP matrices
+    assert R.largest_matrix({"size_b": 6.74, "layers": 32}) > 11008 * 4096  # and LLaMA-2-7B's
+    assert R.mem_mb({"size_b": 70.0, "layers": 80}, "merge") < 8 * 1024  # the bound at 70B
     assert R.mem_mb(LLAMA7B, "prune") == int((6.7 * 4 * 2.5 + 2) * 1024)
     assert R.mem_mb(LLAMA7B, "eval") == int((6.7 * 4 * 1.5 + 2) * 1024)
     assert R.mem_mb(LLAMA7B, "density") == int(1024 + 6.7 * 800)

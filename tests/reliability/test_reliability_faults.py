@@ -228,6 +228,44 @@ def test_sigkill_of_a_scoring_job_then_rerun_equals_uninterrupted(tmp_path):
     assert pl.read_parquet(shard_dir / "0.stats.parquet").equals(pl.read_parquet(ref / "0.stats.parquet"))
 
 
+# ------------------------------------------------- temporary shard stores around the merge
+
+MERGED = "results/scores/tiny/qa.zarr"
+SHARDS = [f"results/scores/tiny/shards/qa/{i}.zarr" for i in (0, 1)]
+
+
+def test_shard_stores_are_deleted_after_a_verified_merge_and_kept_when_it_fails(tmp_path):
+    """scoring.keep_shards false (the default): a failed merge (a corrupted shard) keeps every shard
+    and writes no merged store; once the shard is scored again, the merge succeeds, reads its store
+    back, and Snakemake deletes the shard stores (their small tables stay); a second run does nothing;
+    the merged store equals the mean of the shards' sums."""
+    wd = make_workdir(tmp_path / "wd", rows=24)
+    cfg = write_config(wd / "config.yaml", base_config())
+    # the shards alone first (as targets, Snakemake keeps temporary files)
+    assert snakemake(wd, *SHARDS, configfile=cfg, timeout=600, **RELIABILITY_RUN).returncode == 0
+    sums = [{n: a.astype(np.float64) for n, a in ScoreStore(wd / p).items()} for p in SHARDS]
+    n = sum(int(ScoreStore(wd / p).attrs["n_samples"]) for p in SHARDS)
+    name = "model.layers.1.mlp.up_proj.weight"
+    (chunk,) = [p for p in (wd / SHARDS[1] / name).rglob("*") if p.is_file() and p.name != "zarr.json"]
+    good = chunk.read_bytes()
+    raw = bytearray(good)
+    raw[len(raw) // 3] ^= 0xFF
+    chunk.write_bytes(bytes(raw))
+    failed = snakemake(wd, MERGED, configfile=cfg, timeout=600, **RELIABILITY_RUN)
+    assert failed.returncode != 0 and "Error in rule merge_scores" in failed.stdout + failed.stderr
+    assert all((wd / p / "zarr.json").is_file() for p in SHARDS) and not (wd / MERGED).exists()
+    chunk.write_bytes(good)  # as if the shard were scored again (same rows, same bytes)
+    run = snakemake(wd, MERGED, configfile=cfg, timeout=600, **RELIABILITY_RUN)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert not any((wd / p).exists() for p in SHARDS)  # temporary: deleted after the merge
+    assert (wd / "results/scores/tiny/shards/qa/0.stats.parquet").is_file()
+    merged = ScoreStore(wd / MERGED)
+    for w, a in merged.items():
+        np.testing.assert_array_equal(a, ((sums[0][w] + sums[1][w]) / n).astype(np.float32), err_msg=w)
+    again = snakemake(wd, MERGED, configfile=cfg, timeout=300, **RELIABILITY_RUN)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
 # --------------------------------------------------------------------------- full disk
 
 @pytest.fixture

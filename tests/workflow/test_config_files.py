@@ -43,7 +43,7 @@ def test_no_configfile_runs_the_default():
     cfg = _default()
     counts, models, domains = dag()
     assert models == set(cfg["models"]) and domains == set(cfg["domains"])
-    assert counts["prune_evaluate"] == 42 and counts["score_shard"] == len(cfg["domains"])
+    assert counts["prune_evaluate"] == 45 and counts["score_shard"] == len(cfg["domains"])
 
 
 def test_the_paper_command_runs_the_paper_config_only():

@@ -1,15 +1,17 @@
-"""Chunked Zarr v3 score stores (see docs/contracts.md).
+"""Chunked, sharded Zarr v3 score stores (see docs/contracts.md).
 
 A store holds one float32 array per scored weight matrix, named by its Hugging
 Face parameter name, plus group attributes describing how it was made.  Final
 stores hold means; shard stores hold sums and merge exactly.  Every chunk carries
 a crc32c checksum so a corrupted chunk fails loudly instead of reading as numbers.
+Chunks are packed into Zarr's sharding codec (one file per matrix up to
+``SHARD_BYTES``), so a store has a few files per matrix however large the model.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from ..atomic import atomic_dir
 
 CHUNK_BYTES = 2 << 20  # about 2 MB per chunk: small enough to stream, large enough to compress well
+SHARD_BYTES = 256 << 20  # chunks per file: a 7B matrix (<= 180 MB in float32) is one file
 
 
 class StoreError(RuntimeError):
@@ -31,30 +34,42 @@ def _chunks(shape: tuple[int, ...], itemsize: int = 4) -> tuple[int, ...]:
     return (rows, *shape[1:])
 
 
+def _shards(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int = 4) -> tuple[int, ...]:
+    """Whole chunk rows per shard file, at most SHARD_BYTES (and never more rows than the array)."""
+    chunk_bytes = int(np.prod(chunks, dtype=np.int64)) * itemsize
+    per = max(1, SHARD_BYTES // max(chunk_bytes, 1))
+    rows = min(chunks[0] * per, -(-shape[0] // chunks[0]) * chunks[0])
+    return (rows, *shape[1:])
+
+
 def _to_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float32).numpy()
     return np.asarray(x, dtype=np.float32)
 
 
-def write_store(path: str | Path, arrays: Mapping[str, object], attrs: dict) -> Path:
-    """Write ``arrays`` (name -> 2-D array) and ``attrs`` to a new store at ``path``.
+def write_store(path: str | Path, arrays: Mapping[str, object] | Iterable[tuple[str, object]], attrs: dict) -> Path:
+    """Write ``arrays`` (name -> 2-D array, or an iterable of such pairs, consumed one at a time so
+    only one matrix need be in memory) and ``attrs`` to a new store at ``path``.
 
     The store is assembled under a temporary sibling name and renamed when complete:
     an interrupted write never leaves a store that looks finished.
     """
     path = Path(path)
+    pairs = arrays.items() if isinstance(arrays, Mapping) else arrays
     # A job killed while writing (SIGKILL, node failure) leaves its temporary store behind; one job
     # writes one path, so leftovers of this path are garbage (as large as the model in float32).
     with atomic_dir(path, clean_stale=True) as tmp:
         root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
-        for name, value in arrays.items():
+        for name, value in pairs:
             data = _to_numpy(value)
+            chunks = _chunks(data.shape)
             arr = root.create_array(
-                name, shape=data.shape, chunks=_chunks(data.shape), dtype="float32",
+                name, shape=data.shape, chunks=chunks, shards=_shards(data.shape, chunks), dtype="float32",
                 compressors=[ZstdCodec(level=3), Crc32cCodec()], fill_value=np.nan,
             )
             arr[...] = data
+            del data
         root.attrs.update(_jsonable(attrs))
     return path
 
@@ -114,8 +129,18 @@ class ScoreStore:
         for name in self.names:
             yield name, self.read(name)
 
+    def verify(self, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        """Read every array back (checksums, finiteness) and check names and shapes against
+        ``shapes``: what must hold before the shard stores it was merged from may be deleted."""
+        if sorted(self.names) != sorted(shapes):
+            raise StoreError(f"{self.path}: holds arrays {sorted(self.names)[:3]}..., expected {sorted(shapes)[:3]}...")
+        for name, a in self.items():
+            if a.shape != tuple(shapes[name]):
+                raise StoreError(f"{self.path}: array {name!r} has shape {a.shape}, expected {tuple(shapes[name])}")
 
-def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict | None = None) -> Path:
+
+def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict | None = None, *,
+                     verify: bool = False) -> Path:
     """Merge shard stores (sums) into a final store (means), adding in the given order.
 
     Sums are added in float64 and divided once, so the result does not depend on
@@ -140,12 +165,15 @@ def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict
     n = sum(int(s.attrs["n_samples"]) for s in stores)
     if n == 0:
         raise StoreError(f"all samples of {[str(p) for p in paths]} were excluded; nothing to average")
-    means = {}
-    for name in stores[0].names:
-        total = np.zeros(stores[0].group[name].shape, dtype=np.float64)
-        for s in stores:
-            total += s.read(name)
-        means[name] = (total / n).astype(np.float32)
+
+    def means():  # one matrix at a time: memory is bounded by the largest matrix, not the model
+        for name in stores[0].names:
+            total = np.zeros(stores[0].group[name].shape, dtype=np.float64)
+            for s in stores:
+                total += s.read(name)
+            yield name, (total / n).astype(np.float32)
+            del total
+
     attrs = {k: v for k, v in first.items() if k not in ("kind", "shard")}
     attrs.update({
         "kind": "mean",
@@ -157,4 +185,7 @@ def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict
         "shards": len(stores),
     })
     attrs.update(extra_attrs or {})
-    return write_store(out, means, attrs)
+    write_store(out, means(), attrs)
+    if verify:  # the shards are about to be deleted: the merged store must read back whole
+        ScoreStore(out).verify({name: stores[0].group[name].shape for name in stores[0].names})
+    return Path(out)
