@@ -60,6 +60,7 @@ rule merge_scores:
         code=script_code("merge_scores.py"),
         seed=config["data"]["seed"],
         keep_shards=config["scoring"]["keep_shards"],
+        store_dtype=config["scoring"]["store_dtype"],
     script:
         "../scripts/merge_scores.py"
 

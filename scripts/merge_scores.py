@@ -15,4 +15,5 @@ with rule_logging(snakemake) as log:
         probes=list(snakemake.input.probes),
         out_probe=snakemake.output.probe,
         verify=not snakemake.params.keep_shards,
+        storage=snakemake.params.store_dtype,
     )

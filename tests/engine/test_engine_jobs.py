@@ -159,3 +159,30 @@ def test_corrupted_chunk_is_detected(tmp_path):
     chunk.write_bytes(bytes(data))
     with pytest.raises(StoreError, match=r"s\.zarr.*'w'.*corrupted"):
         ScoreStore(tmp_path / "s.zarr").read("w")
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_half_precision_stores_read_back_as_the_rounded_means(tmp_path, storage):
+    """A mean store kept in float16 / bfloat16 reads back as float32 equal to torch's rounding of the
+    float32 means; a missing shard file still reads as a detected NaN."""
+    rng = np.random.default_rng(0)
+    means = {"a": (10 ** rng.uniform(-9, 1, (70, 33))).astype(np.float32), "b": rng.random((5, 4), dtype=np.float32)}
+    means["a"][0, :3] = [0.0, 1e-3, 3.0e38]
+    if storage == "float16":
+        with pytest.raises(StoreError, match="float16 cannot keep a mean activation of 3e[+]38"):
+            write_store(tmp_path / "s.zarr", means, {"layers": 1}, storage)
+        assert not (tmp_path / "s.zarr").exists()
+        means["a"][0, 2] = 6e4
+    path = write_store(tmp_path / "s.zarr", means, {"layers": 1}, storage)
+    st = ScoreStore(path)
+    assert st.attrs["storage_dtype"] == storage
+    for name, m in means.items():
+        want = torch.from_numpy(m).to(getattr(torch, storage)).float().numpy()
+        got = st.read(name)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    for f in (path / "b").rglob("*"):
+        if f.is_file() and f.name != "zarr.json":
+            f.unlink()
+    with pytest.raises(StoreError, match="non-finite"):
+        st.read("b")

@@ -101,10 +101,10 @@ def score_domain_shard(*, model_name: str, load: dict, table: str | Path, rows: 
 
 def merge_domain(stores: list[str], stats: list[str], grams: list[str], *, out_store: str, out_stats: str,
                  out_gram: str, extra_attrs: dict | None = None, probes: list[str] = (),
-                 out_probe: str | None = None, verify: bool = False) -> None:
-    """A domain's mean store and tables from its shards; ``verify``: read the store back first
-    (the shard stores are temporary and deleted once this job succeeds)."""
-    merge_sum_stores(stores, out_store, extra_attrs, verify=verify)
+                 out_probe: str | None = None, verify: bool = False, storage: str = "float32") -> None:
+    """A domain's mean store (values kept as ``storage``) and tables from its shards; ``verify``:
+    read the store back first (the shard stores are temporary and deleted once this job succeeds)."""
+    merge_sum_stores(stores, out_store, extra_attrs, verify=verify, storage=storage)
     write_parquet(pl.concat([pl.read_parquet(p) for p in stats]), out_stats)
     write_parquet(pl.concat([pl.read_parquet(p) for p in grams]).cast(GRAM_SCHEMA), out_gram)
     if out_probe is not None:

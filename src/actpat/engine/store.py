@@ -42,15 +42,50 @@ def _shards(shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int = 4) 
     return (rows, *shape[1:])
 
 
+# How a store may keep its values (attribute ``storage_dtype``): float32 always for sums (the merge
+# stays exact); float16 or bfloat16 selectable for the means (scoring.store_dtype).  Zarr has no
+# bfloat16, so bfloat16 is kept as its 16 raw bits (uint16; 0x7FC0, a NaN, as the fill value).
+STORAGE_DTYPES = ("float32", "float16", "bfloat16")
+_BF16_NAN = 0x7FC0
+
+
+def to_bfloat16_bits(a: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits, rounded to nearest even (as torch's conversion)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return np.where(np.isnan(a), _BF16_NAN, rounded).astype(np.uint16)
+
+
+def from_bfloat16_bits(b: np.ndarray) -> np.ndarray:
+    return (b.astype(np.uint32) << 16).view(np.float32)
+
+
+def _encode(data: np.ndarray, storage: str) -> tuple[np.ndarray, str, float | int]:
+    """(values as stored, zarr dtype, fill value) of float32 ``data``."""
+    if storage == "float32":
+        return data, "float32", np.nan
+    if storage == "float16":
+        top = float(np.abs(data).max(initial=0.0))
+        if top > float(np.finfo(np.float16).max):
+            raise StoreError(f"float16 cannot keep a mean activation of {top:.3g} (largest float16: 65504); "
+                             "set scoring.store_dtype to bfloat16 or float32")
+        return data.astype(np.float16), "float16", np.nan
+    if storage == "bfloat16":
+        return to_bfloat16_bits(data), "uint16", _BF16_NAN
+    raise StoreError(f"unknown storage dtype {storage!r}; use one of {', '.join(STORAGE_DTYPES)}")
+
+
 def _to_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float32).numpy()
     return np.asarray(x, dtype=np.float32)
 
 
-def write_store(path: str | Path, arrays: Mapping[str, object] | Iterable[tuple[str, object]], attrs: dict) -> Path:
+def write_store(path: str | Path, arrays: Mapping[str, object] | Iterable[tuple[str, object]], attrs: dict,
+                storage: str = "float32") -> Path:
     """Write ``arrays`` (name -> 2-D array, or an iterable of such pairs, consumed one at a time so
-    only one matrix need be in memory) and ``attrs`` to a new store at ``path``.
+    only one matrix need be in memory) and ``attrs`` to a new store at ``path``, values kept as
+    ``storage`` (``STORAGE_DTYPES``; read back as float32).
 
     The store is assembled under a temporary sibling name and renamed when complete:
     an interrupted write never leaves a store that looks finished.
@@ -62,15 +97,16 @@ def write_store(path: str | Path, arrays: Mapping[str, object] | Iterable[tuple[
     with atomic_dir(path, clean_stale=True) as tmp:
         root = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
         for name, value in pairs:
-            data = _to_numpy(value)
-            chunks = _chunks(data.shape)
+            data, dtype, fill = _encode(_to_numpy(value), storage)
+            size = data.dtype.itemsize
+            chunks = _chunks(data.shape, size)
             arr = root.create_array(
-                name, shape=data.shape, chunks=chunks, shards=_shards(data.shape, chunks), dtype="float32",
-                compressors=[ZstdCodec(level=3), Crc32cCodec()], fill_value=np.nan,
+                name, shape=data.shape, chunks=chunks, shards=_shards(data.shape, chunks, size), dtype=dtype,
+                compressors=[ZstdCodec(level=3), Crc32cCodec()], fill_value=fill,
             )
             arr[...] = data
             del data
-        root.attrs.update(_jsonable(attrs))
+        root.attrs.update(_jsonable({**attrs, "storage_dtype": storage}))
     return path
 
 
@@ -109,8 +145,13 @@ class ScoreStore:
         return {w["name"]: int(w["layer"]) for w in self.attrs.get("weights", [])}
 
     def read(self, name: str) -> np.ndarray:
+        """One array as float32 (decoded from the store's ``storage_dtype``), checked."""
         try:
             a = self.group[name][...]
+            if self.attrs.get("storage_dtype") == "bfloat16":
+                a = from_bfloat16_bits(a)
+            elif a.dtype != np.float32 and a.dtype != np.float64:
+                a = a.astype(np.float32)
         except KeyError as e:
             raise StoreError(f"{self.path}: no array {name!r}") from e
         except Exception as e:  # codec/checksum failures surface here
@@ -140,7 +181,7 @@ class ScoreStore:
 
 
 def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict | None = None, *,
-                     verify: bool = False) -> Path:
+                     verify: bool = False, storage: str = "float32") -> Path:
     """Merge shard stores (sums) into a final store (means), adding in the given order.
 
     Sums are added in float64 and divided once, so the result does not depend on
@@ -174,7 +215,7 @@ def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict
             yield name, (total / n).astype(np.float32)
             del total
 
-    attrs = {k: v for k, v in first.items() if k not in ("kind", "shard")}
+    attrs = {k: v for k, v in first.items() if k not in ("kind", "shard", "storage_dtype")}
     attrs.update({
         "kind": "mean",
         "n_samples": n,
@@ -185,7 +226,7 @@ def merge_sum_stores(paths: list[str | Path], out: str | Path, extra_attrs: dict
         "shards": len(stores),
     })
     attrs.update(extra_attrs or {})
-    write_store(out, means(), attrs)
+    write_store(out, means(), attrs, storage)
     if verify:  # the shards are about to be deleted: the merged store must read back whole
         ScoreStore(out).verify({name: stores[0].group[name].shape for name in stores[0].names})
     return Path(out)
