@@ -5,6 +5,7 @@
     python -m actpat check-config config/config.yaml
     python -m actpat fetch ASSET [--out DIR]
     python -m actpat convert-gguf FILE.gguf OUT_DIR
+    python -m actpat footprint --configfile config/paper.yaml [--json]
 """
 
 from __future__ import annotations
@@ -108,6 +109,16 @@ def _convert(a) -> int:
     return 0
 
 
+def _footprint(a) -> int:
+    import json
+
+    from .footprint import footprint, markdown
+
+    fp = footprint(a.configfile, a.snakefile, a.directory)
+    print(json.dumps(fp, indent=1) if a.json else markdown(fp), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="actpat", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("gguf")
     g.add_argument("out")
     g.set_defaults(fn=_convert)
+
+    fp = sub.add_parser("footprint", help="predicted disk, files, memory and GPU time of a config, per rule")
+    fp.add_argument("--configfile", required=True)
+    fp.add_argument("--snakefile", default="Snakefile")
+    fp.add_argument("--directory", default=".", help="the working directory the run would use")
+    fp.add_argument("--json", action="store_true")
+    fp.set_defaults(fn=_footprint)
 
     r = sub.add_parser("readme", help="check (or --write) the README's results section against results/summary.md")
     r.add_argument("--readme", default="README.md")

@@ -9,6 +9,8 @@ docs/cluster.md has a worked 7B example.
 
 from __future__ import annotations
 
+import math
+
 DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
 GPU_GB = 80  # usable memory of one GPU (A100/H100 80 GB); larger GPUs: set gpu in the profile
 LOAD_GB_PER_S = 0.2  # weights read from a slow shared file system
@@ -75,12 +77,21 @@ def gpus(spec: dict) -> int:
     return max(1, int(-(-need_gb // GPU_GB)))
 
 
-def runtime_min(spec: dict, samples: int, kind: str = "score") -> int:
-    """Minutes: loading the weights plus samples x a per-sample cost scaled by size (CPU ~1 s
-    per 0.1B parameters at 256 tokens), doubled for safety, plus 10."""
+def job_seconds(spec: dict, samples: int, kind: str = "score") -> float:
+    """Predicted seconds of a model job: loading the weights plus samples x a per-sample cost
+    scaled by size (CPU ~1 s per 0.1B parameters at 256 tokens)."""
     per_sample_s = size_b(spec) * (0.15 if on_gpu(spec) else 10.0) * {"score": 1.0, "eval": 0.5}.get(kind, 1.0)
-    load_s = weight_gb(spec) / LOAD_GB_PER_S
-    return int(10 + (load_s + samples * per_sample_s) / 60 * 2)
+    return weight_gb(spec) / LOAD_GB_PER_S + samples * per_sample_s
+
+
+def runtime_min(spec: dict, samples: int, kind: str = "score") -> int:
+    """Minutes requested: the predicted time doubled for safety (whole minutes, rounded up), plus 10."""
+    return 10 + math.ceil(job_seconds(spec, samples, kind) / 60 * 2)
+
+
+def job_seconds_from_runtime(runtime: int) -> float:
+    """The prediction behind a runtime request (runtime_min inverted: at most 30 s above it)."""
+    return max(runtime - 10, 0) * 30.0
 
 
 def n_shards(samples: int, shard_size: int) -> int:

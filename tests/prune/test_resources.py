@@ -1,5 +1,7 @@
 """actpat.resources: the memory, runtime and GPU requests, and the shard arithmetic, by hand."""
 
+import math
+
 import pytest
 
 from actpat import resources as R
@@ -32,9 +34,12 @@ def test_gpus_per_job():
 
 def test_runtime_minutes():
     # 13.4 GB at 0.2 GB/s = 67 s to load; 16 samples x 6.7 x 0.15 s; doubled, + 10 min
-    assert R.runtime_min(LLAMA7B, 16) == int(10 + (6.7 * 2 / 0.2 + 16 * 6.7 * 0.15) / 60 * 2)
-    assert R.runtime_min(SMOL, 16) == int(10 + (0.135 * 4 / 0.2 + 16 * 0.135 * 10) / 60 * 2)
-    assert R.runtime_min(LLAMA7B, 1000, "eval") == int(10 + (6.7 * 2 / 0.2 + 1000 * 6.7 * 0.15 * 0.5) / 60 * 2)
+    assert R.runtime_min(LLAMA7B, 16) == 10 + math.ceil((6.7 * 2 / 0.2 + 16 * 6.7 * 0.15) / 60 * 2)
+    assert R.runtime_min(SMOL, 16) == 10 + math.ceil((0.135 * 4 / 0.2 + 16 * 0.135 * 10) / 60 * 2)
+    assert R.runtime_min(LLAMA7B, 1000, "eval") == 10 + math.ceil((6.7 * 2 / 0.2 + 1000 * 6.7 * 0.15 * 0.5) / 60 * 2)
+    # the prediction behind a request comes back to within the 30 s of its rounding
+    s = R.job_seconds(LLAMA7B, 16)
+    assert s <= R.job_seconds_from_runtime(R.runtime_min(LLAMA7B, 16)) <= s + 30
 
 
 @pytest.mark.parametrize("samples,size,want", [(16, 16, [[0, 16]]), (64, 16, [[0, 16], [16, 32], [32, 48], [48, 64]]),

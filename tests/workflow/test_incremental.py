@@ -247,3 +247,21 @@ def test_a_model_file_changed_in_place_reruns_every_model_job(done):
         os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns))
     _, jobs = dry(done, BASE)
     assert job_keys(jobs) == set()
+
+
+def test_footprint_counts_the_jobs_files_and_weights_of_the_run(done):
+    """actpat footprint before a run, against the finished tiny run: the scored weights equal a store's
+    sizes, the merged stores' files are exactly what was written, the jobs those of a full dry run."""
+    from actpat.engine.store import ScoreStore
+    from actpat.footprint import footprint, markdown
+
+    fp = footprint(TINY_CONFIG, SNAKEFILE["path"], done)
+    st = ScoreStore(done / "results/scores/tiny/boolq.zarr")
+    assert fp["models"]["tiny"] == {"scored_weights": sum(a.size for _, a in st.items()), "matrices": len(st.names),
+                                    "exact": True}
+    merged = [p for d in DOMAINS for p in (done / "results/scores/tiny").glob(f"{d}.*")]
+    files = sum(1 if p.is_file() else sum(1 for f in p.rglob("*") if f.is_file()) for p in merged)
+    assert fp["rules"]["merge_scores"]["files"] == files and fp["rules"]["merge_scores"]["jobs"] == len(DOMAINS)
+    assert fp["rules"]["score_shard"]["jobs"] == 4 and fp["rules"]["score_shard"]["temp_bytes"] == 0  # kept shards
+    assert fp["total"]["gpu_s"] == 0 and fp["total"]["cpu_s"] > 0  # a CPU model
+    assert "| **total** |" in markdown(fp)
