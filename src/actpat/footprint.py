@@ -1,15 +1,14 @@
 """`actpat footprint`: what a configuration will cost before it runs.
 
-Per rule and in total: disk at the end of the run and at its peak, files, the largest memory
-request and the predicted time of the model jobs (on GPUs and on CPUs apart; other jobs are
-light).  The job list and each job's memory and runtime come from Snakemake's dry run (``--forceall``: every job, as on a fresh checkout), so from
-the same resource model the rules use (``actpat.resources``); the predicted time is the runtime
-request without its safety margin (``resources.job_seconds``).  Disk comes from the sizes below,
-measured on the default run (stores: benchmarks/NOTES.md).
+Per rule and in total: disk at the end of the run and at its peak, files, the largest memory request
+and the predicted time of the model jobs (on GPUs and on CPUs apart; other jobs are light). The job
+list and each job's memory and runtime come from Snakemake's dry run (``--forceall``: every job, as
+on a fresh checkout), so from the same resource model the rules use (``actpat.resources``); the
+predicted time is the runtime request without its safety margin (``resources.job_seconds``). Disk
+comes from the sizes below, measured on the default run (stores: benchmarks/NOTES.md).
 
 Peak disk assumes every temporary shard store exists at once (an upper bound: Snakemake deletes a
-domain's shards as soon as its merge succeeds).  Downloaded assets are not counted.
-"""
+domain's shards as soon as its merge succeeds). Downloaded assets are not counted."""
 
 from __future__ import annotations
 
