@@ -80,3 +80,15 @@ def test_the_gpu_config_runs_its_models_only():
     gpu = yaml.safe_load((REPO / "config" / "gpu.yaml").read_text())
     _, models, domains = dag("--configfile", "config/gpu.yaml")
     assert models == set(gpu["models"]) and domains == set(gpu["domains"])
+
+
+def test_the_pruning_grid_overlays_the_default():
+    """config/pruning-grid.yaml replaces only the default's pruning runs (Snakemake merges the files in order)."""
+    grid = yaml.safe_load((REPO / "config" / "pruning-grid.yaml").read_text())
+    assert set(grid) == {"prune"} and set(grid["prune"]) == {"runs"}
+    counts, models, domains = dag("--configfile", "config/config.yaml", "config/pruning-grid.yaml")
+    cfg = _default()
+    assert models == set(cfg["models"]) and domains == set(cfg["domains"])
+    # magnitude 3 + Wanda 6 allocations x 3 sparsities x 2 seeds + permuted 9 + calibration swap 2 + SparseGPT 12
+    # + activation 6 + Wanda-activation 2 + N:M (magnitude 2, Wanda 4, SparseGPT 4, activation 2, Wanda-activation 2)
+    assert counts["prune_evaluate"] == 3 + 36 + 9 + 2 + 12 + 6 + 2 + 14 == 84
