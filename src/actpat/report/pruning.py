@@ -66,7 +66,7 @@ def comparison_markdown(comp: pl.DataFrame) -> list[str]:
             acc = ("–" if r["acc_diff"] is None else
                    f"{_pp(r['acc_diff'], r['acc_lo'], r['acc_hi'], pct=True)} ({r['questions']})")
             lines.append("| " + " | ".join([
-                r["model"], r["method"], r[kind], f"{r['sparsity']:.2f}", r["baseline"], f"{r['ppl_ratio']:.3f}",
+                r["model"], r["method"], r[head], f"{r['sparsity']:.2f}", r["baseline"], f"{r['ppl_ratio']:.3f}",
                 _pp(r["log_ppl_diff"], r["lo"], r["hi"]), ", ".join(f"{x:+.3f}" for x in r["per_seed"]), r["verdict"],
                 acc, r["acc_verdict"] or "–"]) + " |")
     return lines
@@ -285,7 +285,7 @@ def report_section(df: pl.DataFrame, summary: pl.DataFrame, tasks: Sequence[str]
                     "columns": ["model", "method", head, "sparsity", "baseline", "PPL ratio", "Δ log PPL", "lo", "hi",
                                 "seeds", "verdict", "questions", "Δ acc (baseline − other)", "acc lo", "acc hi",
                                 "acc verdict"],
-                    "rows": [[r["model"], r["method"], r[kind], r["sparsity"], r["baseline"], r["ppl_ratio"],
+                    "rows": [[r["model"], r["method"], r[head], r["sparsity"], r["baseline"], r["ppl_ratio"],
                               r["log_ppl_diff"], r["lo"], r["hi"], ", ".join(map(str, r["seeds"])), r["verdict"],
                               r["questions"], r["acc_diff"], r["acc_lo"], r["acc_hi"], r["acc_verdict"]]
                              for r in c.iter_rows(named=True)],
