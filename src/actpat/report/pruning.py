@@ -192,7 +192,7 @@ def perplexity_chart(df: pl.DataFrame):
     y = alt.Y("perplexity:Q", scale=alt.Scale(type="log"), title="perplexity (log scale)")
     color = alt.Color("allocation:N", title="allocation")
     tip = [alt.Tooltip("series:N"), alt.Tooltip("sparsity:Q"), alt.Tooltip("perplexity:Q", format=".3f")]
-    lines = base.mark_line().encode(x=x, y=y, color=color, strokeDash=alt.StrokeDash("calibration:N"),
+    lines = base.mark_line().encode(x=x, y=y, color=color, strokeDash=alt.StrokeDash("calibration:N", legend=None),
                                     detail="series:N", tooltip=tip).transform_filter(alt.datum.kind == "mean")
     mean_pts = base.mark_point(filled=True, size=60).encode(
         x=x, y=y, color=color, shape=alt.Shape("calibration:N", title="calibration"), tooltip=tip,
@@ -205,6 +205,7 @@ def perplexity_chart(df: pl.DataFrame):
     return (alt.layer(lines, mean_pts, seed_pts, rule, data=data)
             .properties(width=320, height=200)
             .facet(column=alt.Column("model:N", title=None), row=alt.Row("method:N", title=None))
+            .resolve_scale(y="independent")  # magnitude's perplexities dwarf the others'
             .properties(title="Perplexity after pruning (dashed: dense model)"))
 
 
