@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     g.set_defaults(fn=_convert)
 
     fp = sub.add_parser("footprint", help="predicted disk, files, memory and GPU time of a config, per rule")
-    fp.add_argument("--configfile", required=True)
+    fp.add_argument("--configfile", required=True, nargs="+", help="one or more (merged in order, as Snakemake)")
     fp.add_argument("--snakefile", default="Snakefile")
     fp.add_argument("--directory", default=".", help="the working directory the run would use")
     fp.add_argument("--json", action="store_true")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 from . import resources
 from .config import check_config, load_config_file
@@ -60,12 +61,27 @@ def scored_weights(spec: dict, workdir: Path) -> tuple[float, int, bool]:
     return float(L * per_block), 7 * L, True
 
 
-def dry_run(configfile: str | Path, snakefile: str | Path, workdir: Path) -> list[Job]:
+def merged_config(configfiles: Sequence[str | Path]) -> dict:
+    """The config Snakemake builds from several --configfile files: later ones update earlier ones,
+    mappings key by key (lists replaced)."""
+    def update(base: dict, new: dict) -> dict:
+        for k, v in new.items():
+            base[k] = update(base.get(k) or {}, v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return base
+
+    cfg: dict = {}
+    for f in configfiles:
+        update(cfg, load_config_file(f))
+    return cfg
+
+
+def dry_run(configfiles: Sequence[str | Path], snakefile: str | Path, workdir: Path) -> list[Job]:
     cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "-s", str(snakefile), "-d", str(workdir),
-           "--configfile", str(configfile), "--cores", "1"]
+           "--configfile", *map(str, configfiles), "--cores", "1"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"the dry run of {configfile} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+        raise RuntimeError(f"the dry run of {' '.join(map(str, configfiles))} failed:\n"
+                           f"{(proc.stdout + proc.stderr)[-3000:]}")
     return parse_jobs(proc.stdout)
 
 
@@ -92,13 +108,16 @@ def job_disk(job: Job, cfg: dict, sizes: dict) -> tuple[float, int, bool]:
     return SMALL * len(job.output), len(job.output), False
 
 
-def footprint(configfile: str | Path, snakefile: str | Path = "Snakefile", workdir: str | Path = ".") -> dict:
+def footprint(configfiles: str | Path | Sequence[str | Path], snakefile: str | Path = "Snakefile",
+              workdir: str | Path = ".") -> dict:
+    """The plan of a run with ``configfiles`` (one file, or several merged as Snakemake does)."""
     workdir = Path(workdir)
-    cfg = check_config(load_config_file(configfile), base_dir=workdir)
+    configfiles = [configfiles] if isinstance(configfiles, (str, Path)) else list(configfiles)
+    cfg = check_config(merged_config(configfiles), base_dir=workdir)
     sizes = {m: scored_weights({**spec, "_name": m}, workdir) for m, spec in cfg["models"].items()}
     rows: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "final_bytes": 0.0, "temp_bytes": 0.0, "files": 0,
                                                 "max_mem_mb": 0, "gpu_s": 0.0, "cpu_s": 0.0})
-    for job in dry_run(configfile, snakefile, workdir):
+    for job in dry_run(configfiles, snakefile, workdir):
         if job.rule == "all":
             continue
         r = rows[job.rule]
@@ -115,9 +134,9 @@ def footprint(configfile: str | Path, snakefile: str | Path = "Snakefile", workd
                                                            "cpu_s")}
     total["max_mem_mb"] = max((r["max_mem_mb"] for r in rows.values()), default=0)
     total["peak_bytes"] = total["final_bytes"] + total["temp_bytes"]
-    return {"configfile": str(configfile), "models": {m: {"scored_weights": w, "matrices": n, "exact": e}
-                                                      for m, (w, n, e) in sizes.items()},
-            "rules": dict(sorted(rows.items())), "total": total}
+    models = {m: {"scored_weights": w, "matrices": n, "exact": e} for m, (w, n, e) in sizes.items()}
+    return {"configfile": " ".join(map(str, configfiles)), "models": models, "rules": dict(sorted(rows.items())),
+            "total": total}
 
 
 def markdown(fp: dict) -> str:

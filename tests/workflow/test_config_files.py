@@ -92,3 +92,19 @@ def test_the_pruning_grid_overlays_the_default():
     # magnitude 3 + Wanda 6 allocations x 3 sparsities x 2 seeds + permuted 9 + calibration swap 2 + SparseGPT 12
     # + activation 6 + Wanda-activation 2 + N:M (magnitude 2, Wanda 4, SparseGPT 4, activation 2, Wanda-activation 2)
     assert counts["prune_evaluate"] == 3 + 36 + 9 + 2 + 12 + 6 + 2 + 14 == 84
+
+
+def test_footprint_merges_config_files_as_snakemake_does(tmp_path):
+    """actpat footprint with an overlay: the merged config's jobs (the dry run gets both files) and its
+    storage dtype (float16 merged stores: half the bytes of float32 times the measured compression ratios)."""
+    from actpat.footprint import STORE_RATIO, footprint
+
+    over = tmp_path / "f16.yaml"
+    over.write_text("scoring:\n  store_dtype: float16\n")
+    base = footprint(REPO / "config" / "paper.yaml", REPO / "Snakefile", REPO)
+    half = footprint([REPO / "config" / "paper.yaml", over], REPO / "Snakefile", REPO)
+    assert half["rules"]["merge_scores"]["jobs"] == base["rules"]["merge_scores"]["jobs"] == 9
+    w = base["models"]["llama2-7b"]["scored_weights"]
+    drop = base["rules"]["merge_scores"]["final_bytes"] - half["rules"]["merge_scores"]["final_bytes"]
+    assert drop == pytest.approx(9 * w * (4 * STORE_RATIO["float32"] - 2 * STORE_RATIO["float16"]))
+    assert base["rules"]["merge_scores"]["max_mem_mb"] < 8 * 1024  # the streaming merge at 7B
