@@ -1,8 +1,9 @@
 """Chunked, sharded Zarr v3 score stores (see docs/contracts.md).
 
 A store holds one array per scored weight matrix (float32; a mean store may keep
-float16 or bfloat16, ``storage_dtype``), named by its Hugging Face parameter name, plus group attributes describing how it was made.  Final
-stores hold means; shard stores hold sums and merge exactly.  Every chunk carries
+float16 or bfloat16, ``storage_dtype``), named by its Hugging Face parameter
+name, plus group attributes describing how it was made.  Final stores hold
+means; shard stores hold sums and merge exactly.  Every chunk carries
 a crc32c checksum so a corrupted chunk fails loudly instead of reading as numbers.
 Chunks are packed into Zarr's sharding codec (one file per matrix up to
 ``SHARD_BYTES``), so a store has a few files per matrix however large the model.
