@@ -36,9 +36,9 @@ def store_files(matrices: int) -> int:
     return 2 * matrices + 2
 
 
-def architecture(spec: dict, workdir: Path) -> dict | None:
+def architecture(name: str, spec: dict, workdir: Path) -> dict | None:
     """The model's config.json (hidden sizes, depth), if it is on disk already."""
-    src = spec.get("path") or (f"resources/models/{spec['_name']}" if spec["source"] == "gguf_asset" else None)
+    src = spec.get("path") or (f"resources/models/{name}" if spec["source"] == "gguf_asset" else None)
     path = workdir / src / "config.json" if src else None
     if path is None or not path.is_file():
         return None
@@ -46,10 +46,10 @@ def architecture(spec: dict, workdir: Path) -> dict | None:
     return cfg.get("text_config", cfg)
 
 
-def scored_weights(spec: dict, workdir: Path) -> tuple[float, int, bool]:
+def scored_weights(name: str, spec: dict, workdir: Path) -> tuple[float, int, bool]:
     """(weights scored, matrices, exact?): the decoder blocks' seven linear matrices, from the
     model's config.json when it is on disk, else 95% of size_b in 7 x layers matrices."""
-    arch = architecture(spec, workdir)
+    arch = architecture(name, spec, workdir)
     if arch is None:
         layers = int(spec.get("layers") or 1)
         return 0.95 * resources.size_b(spec) * 1e9, 7 * layers, False
@@ -90,16 +90,13 @@ def job_disk(job: Job, cfg: dict, sizes: dict) -> tuple[float, int, bool]:
     model = job.wildcards.get("model")
     weights, matrices = sizes[model][:2] if model else (0.0, 0)
     sc = cfg["scoring"]
-    if job.rule == "score_shard":
-        layers = matrices // 7
-        probe = sc["probe_per_layer"] * layers * sc["shard_size"] * PROBE_BYTES + 2 * SMALL
-        store = weights * 4 * STORE_RATIO["float32"]
-        return store + probe, store_files(matrices) + 3, not sc["keep_shards"]
-    if job.rule == "merge_scores":
-        layers = matrices // 7
-        dt = sc["store_dtype"]
-        probe = sc["probe_per_layer"] * layers * sc["samples"] * PROBE_BYTES + 2 * SMALL
-        return weights * STORE_BYTES[dt] * STORE_RATIO[dt] + probe, store_files(matrices) + 3, False
+    if job.rule in ("score_shard", "merge_scores"):  # a store and its three tables (stats, gram, probe)
+        shard = job.rule == "score_shard"
+        dt = "float32" if shard else sc["store_dtype"]  # shard sums are always float32
+        samples = sc["shard_size"] if shard else sc["samples"]
+        tables = sc["probe_per_layer"] * (matrices // 7) * samples * PROBE_BYTES + 2 * SMALL
+        size = weights * STORE_BYTES[dt] * STORE_RATIO[dt] + tables
+        return size, store_files(matrices) + 3, shard and not sc["keep_shards"]
     if job.rule == "prune_evaluate":
         return weights / 8 + 2 * SMALL, 3, False  # bit-packed masks, the sparsity table, the evaluation
     if job.rule == "convert_model":
@@ -114,7 +111,7 @@ def footprint(configfiles: str | Path | Sequence[str | Path], snakefile: str | P
     workdir = Path(workdir)
     configfiles = [configfiles] if isinstance(configfiles, (str, Path)) else list(configfiles)
     cfg = check_config(merged_config(configfiles), base_dir=workdir)
-    sizes = {m: scored_weights({**spec, "_name": m}, workdir) for m, spec in cfg["models"].items()}
+    sizes = {m: scored_weights(m, spec, workdir) for m, spec in cfg["models"].items()}
     rows: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "final_bytes": 0.0, "temp_bytes": 0.0, "files": 0,
                                                 "max_mem_mb": 0, "gpu_s": 0.0, "cpu_s": 0.0})
     for job in dry_run(configfiles, snakefile, workdir):
